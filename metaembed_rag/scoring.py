@@ -1,0 +1,116 @@
+"""Budgeted MaxSim late interaction, exact and chunked, on CPU or GPU.
+
+``s(q, c) = Σ_{i ≤ r_q} max_{j ≤ r_c} <q_i, c_j>``; with ``normalize=True`` the sum is divided by ``r_q`` so
+scores stay in ``[-1, 1]`` and thresholds carry across budgets.
+
+Scoring accumulates in float32 whatever the storage dtype, and works through the documents in chunks so that
+the extra memory is bounded by ``chunk_size`` whatever the corpus size.
+
+Example:
+    >>> import torch
+    >>> q = torch.nn.functional.normalize(torch.randn(2, 16, 8), dim=-1)
+    >>> d = torch.nn.functional.normalize(torch.randn(5, 64, 8), dim=-1)
+    >>> maxsim(q, d, budget=(8, 16)).shape
+    torch.Size([2, 5])
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .budget import Budget, BudgetLike, resolve_budget
+from .errors import InvalidInputError
+
+DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
+"""Target size of one chunk of candidate vectors converted for scoring (64 MiB)."""
+
+
+def _check_embeddings(name: str, tensor: torch.Tensor) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise InvalidInputError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.ndim != 3:
+        raise InvalidInputError(f"{name} must have shape [n, vectors, dim], got {tuple(tensor.shape)}")
+
+
+def maxsim_block(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """MaxSim of every query against every candidate, no budget slicing, in float32.
+
+    ``queries`` ``[n_q, r_q, d]`` and ``candidates`` ``[n_c, r_c, d]`` (already the budget's prefix)
+    give ``[n_q, n_c]`` raw scores.
+    """
+    n_q, r_q, dim = queries.shape
+    n_c, r_c, _ = candidates.shape
+    q = queries.reshape(n_q * r_q, dim).to(torch.float32)
+    c = candidates.reshape(n_c * r_c, dim)
+    if c.dtype == torch.int8:
+        raise InvalidInputError("int8 candidates must be dequantised before maxsim_block")
+    c = c.to(torch.float32)
+    sims = (q @ c.T).view(n_q, r_q, n_c, r_c)
+    return sims.amax(dim=3).sum(dim=1)
+
+
+def maxsim(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    budget: BudgetLike | None = None,
+    *,
+    normalize: bool = False,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Budgeted MaxSim scores ``[n_q, n_c]`` (float32) between query and candidate multi-vectors.
+
+    Args:
+        queries: ``[n_q, R_q, d]`` query vectors (any float dtype), L2-normalised.
+        candidates: ``[n_c, R_c, d]`` candidate vectors, on the device where scoring should run.
+        budget: ``(r_q, r_c)``; defaults to all vectors given.
+        normalize: divide by ``r_q`` (scores then lie in ``[-1, 1]``).
+        chunk_size: candidates per chunk; by default sized to about 64 MiB of float32 vectors.
+
+    Example:
+        >>> import torch
+        >>> q = torch.ones(1, 2, 4) / 2; c = torch.ones(3, 4, 4) / 2
+        >>> maxsim(q, c, budget=(2, 4)).tolist()
+        [[2.0, 2.0, 2.0]]
+    """
+    _check_embeddings("queries", queries)
+    _check_embeddings("candidates", candidates)
+    if queries.shape[-1] != candidates.shape[-1]:
+        raise InvalidInputError(
+            f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}"
+        )
+    b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=candidates.shape[1])
+    device = candidates.device
+    q = queries[:, : b.r_q].to(device=device, dtype=torch.float32)
+    n_c = candidates.shape[0]
+    out = torch.empty(q.shape[0], n_c, dtype=torch.float32, device=device)
+    if chunk_size is None:
+        per_candidate = b.r_c * candidates.shape[-1] * 4 + q.shape[0] * q.shape[1] * b.r_c * 4
+        chunk_size = max(1, DEFAULT_CHUNK_BYTES // max(per_candidate, 1))
+    for start in range(0, n_c, chunk_size):
+        block = candidates[start : start + chunk_size, : b.r_c]
+        out[:, start : start + block.shape[0]] = maxsim_block(q, block)
+    if normalize:
+        out /= b.r_q
+    return out
+
+
+def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` along the last axis, ``k`` clipped to the number of candidates; ties keep lower index first.
+
+    Returns ``(values, indices)``, each ``[n_q, min(k, n_c)]``.
+
+    Example:
+        >>> import torch
+        >>> topk(torch.tensor([[0.1, 0.9, 0.5]]), 2)[1].tolist()
+        [[1, 2]]
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    k = min(k, scores.shape[-1])
+    values, indices = torch.topk(scores, k, dim=-1, largest=True, sorted=True)
+    return values, indices
+
+
+def budget_of(queries: torch.Tensor, candidates: torch.Tensor, budget: BudgetLike | None) -> Budget:
+    """The validated budget for these embeddings (helper for callers that report it)."""
+    return resolve_budget(budget, max_query=queries.shape[1], max_candidate=candidates.shape[1])
