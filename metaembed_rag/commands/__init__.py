@@ -1,0 +1,1 @@
+"""Sub-commands of ``metaembed-rag``: one module each, with ``register(subparsers)``."""

@@ -1,0 +1,125 @@
+"""The store interface every multi-vector index implements (in-process, Qdrant …), and its result types.
+
+Retrievers and adapters depend on :class:`MultiVectorStore` only, so any store works with any of them.
+
+Example:
+    >>> matches_filter({"source": "a.pdf", "page": 3}, {"source": {"$in": ["a.pdf", "b.pdf"]}, "page": 3})
+    True
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+
+from ..budget import BudgetLike
+from ..errors import InvalidInputError
+
+MetadataFilter = Union[Mapping[str, Any], Callable[[Mapping[str, Any]], bool], None]
+"""A dict of equalities (a value may be ``{"$in": [...]}``), or a predicate on the metadata dict."""
+
+Cascade = Union[tuple[BudgetLike, int], None]
+"""``(coarse_budget, n_candidates)``: score all at the coarse budget, rescore the best ``n_candidates``."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked result."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A stored document: its id, vectors ``[R_c, d]`` (float32, CPU) and metadata."""
+
+    id: str
+    embeddings: torch.Tensor
+    metadata: dict[str, Any]
+
+
+def matches_filter(metadata: Mapping[str, Any], flt: MetadataFilter) -> bool:
+    """Whether ``metadata`` passes ``flt`` (``None`` passes everything)."""
+    if flt is None:
+        return True
+    if callable(flt):
+        return bool(flt(metadata))
+    for key, wanted in flt.items():
+        value = metadata.get(key)
+        if isinstance(wanted, Mapping):
+            unknown = set(wanted) - {"$in"}
+            if unknown:
+                raise InvalidInputError(f"unsupported filter operator(s) {sorted(unknown)}; supported: $in")
+            if value not in list(wanted["$in"]):
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def validate_filter(flt: MetadataFilter) -> MetadataFilter:
+    """Reject malformed filters early with a clear error."""
+    if flt is None or callable(flt):
+        return flt
+    if not isinstance(flt, Mapping):
+        raise InvalidInputError(f"filter must be a dict or a callable, got {type(flt).__name__}")
+    for key, wanted in flt.items():
+        if isinstance(wanted, Mapping):
+            if set(wanted) != {"$in"}:
+                raise InvalidInputError(f"filter on {key!r}: only the $in operator is supported, got {dict(wanted)}")
+            if isinstance(wanted["$in"], (str, bytes)) or not isinstance(wanted["$in"], Sequence):
+                raise InvalidInputError(f"filter on {key!r}: $in needs a list of values")
+    return flt
+
+
+class MultiVectorStore(ABC):
+    """A collection of documents, each with a fixed number of vectors, searchable by budgeted MaxSim."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Dimension of the stored vectors."""
+
+    @property
+    @abstractmethod
+    def stored_vectors(self) -> int:
+        """Candidate vectors stored per document (the largest usable ``r_c``)."""
+
+    @abstractmethod
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: torch.Tensor,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Insert or replace (upsert by id) documents; ``embeddings`` is ``[n, >= stored_vectors, dim]``."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents; unknown ids raise :class:`~metaembed_rag.errors.DocumentNotFoundError`."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """Fetch stored documents by id."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def search(
+        self,
+        query_embeddings: torch.Tensor,
+        *,
+        budget: BudgetLike,
+        k: int = 10,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+        normalize: bool = False,
+    ) -> list[list[SearchHit]]:
+        """Per query (``[n_q, R_q, d]``), the top ``k`` documents by MaxSim at ``budget``."""
