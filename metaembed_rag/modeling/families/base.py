@@ -146,10 +146,11 @@ class BackboneFamily(ABC):
     def enable_gradient_checkpointing(self) -> bool:
         """Turn on gradient checkpointing if the backbone supports it; return whether it did."""
         model = self.backbone
-        if getattr(model, "supports_gradient_checkpointing", False):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            return True
-        return False
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            return False
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return True
 
     def lora_target_modules(self) -> list[str]:
         """Names of the attention and MLP projections LoRA adapts by default."""
