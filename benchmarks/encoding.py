@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from metaembed_rag import MetaEmbedModel  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-WORDS = "retrieval late interaction budget matryoshka vector token query document page table chart".split()
+WORDS = ["retrieval", "late", "interaction", "budget", "matryoshka", "vector", "token", "query", "document", "page"]
 
 
 def texts(n: int, words: int, seed: int = 0) -> list[str]:
@@ -85,7 +85,7 @@ def main() -> None:
         path = build_tiny_qwen2_5_vl(Path(tmp) / "tiny")
         vlm = MetaEmbedModel.from_backbone(str(path), device="cpu")
         pages = images(args.n // 2)
-        pairs = [(img, t) for img, t in zip(images(4, seed=3), ["a", "two words", "", "x y z"])]
+        pairs = [(img, t) for img, t in zip(images(4, seed=3), ["a", "two words", "", "x y z"], strict=True)]
         rows.append(
             {
                 "model": "tiny random Qwen2.5-VL (qwen2_vl family), fp32",

@@ -148,8 +148,11 @@ class BackboneFamily(ABC):
         model = self.backbone
         if not getattr(model, "supports_gradient_checkpointing", False):
             return False
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         return True
 
     def lora_target_modules(self) -> list[str]:
