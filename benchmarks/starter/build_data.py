@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import docs_corpus  # noqa: E402
+import docs_corpus
 
 MAX_CHARS = 1200
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -67,7 +67,7 @@ def _with_hard_negatives(raw: list[tuple[str, str, str]], rng: random.Random) ->
         bm25s.tokenize([q for q, _, _ in raw], stopwords="en", show_progress=False), k=8, show_progress=False
     )
     pairs = []
-    for (query, positive, src), hits in zip(raw, results):
+    for (query, positive, src), hits in zip(raw, results, strict=False):
         candidates = [int(h) for h in hits[1:] if corpus[int(h)][1] != src and texts[int(h)] != positive]
         record = {"query": query, "positive": positive}
         if candidates:

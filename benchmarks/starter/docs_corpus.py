@@ -73,7 +73,8 @@ def _macro_args(rest: str) -> str:
 def parse_man(path: Path) -> ManPage | None:
     """NAME line and the text of the other sections, or ``None`` for ``.so`` redirects and empty pages."""
     try:
-        raw = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+            raw = handle.read()
     except OSError:
         return None
     sections: dict[str, list[str]] = {}
@@ -149,9 +150,27 @@ _ROLE = re.compile(r":[a-zA-Z:]+:`~?!?([^`<]*?)(?:\s*<[^>]*>)?`")
 _LINK = re.compile(r"`([^`<]*?)\s*<[^>]*>`_{1,2}")
 _LITERAL = re.compile(r"``([^`]*)``")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+([\w:-]+)::\s*(.*)$")
-_SKIP_DIRECTIVES = {"toctree", "contents", "only", "index", "highlight", "sectionauthor", "moduleauthor",
-                    "testsetup", "testcleanup", "include", "image", "figure", "raw", "tabularcolumns",
-                    "literalinclude", "productionlist", "audit-event", "impl-detail", "seealso"}
+_SKIP_DIRECTIVES = {
+    "toctree",
+    "contents",
+    "only",
+    "index",
+    "highlight",
+    "sectionauthor",
+    "moduleauthor",
+    "testsetup",
+    "testcleanup",
+    "include",
+    "image",
+    "figure",
+    "raw",
+    "tabularcolumns",
+    "literalinclude",
+    "productionlist",
+    "audit-event",
+    "impl-detail",
+    "seealso",
+}
 
 
 def clean_rst(text: str) -> str:
@@ -196,9 +215,13 @@ def split_sections(path: Path, root: Path) -> list[DocSection]:
     i = 0
     while i < len(lines) - 1:
         text, under = lines[i], lines[i + 1]
-        if text.strip() and not _UNDERLINE.match(text) and _UNDERLINE.match(under) and len(under.strip()) >= len(
+        if (
             text.strip()
-        ) and not text.startswith(" "):
+            and not _UNDERLINE.match(text)
+            and _UNDERLINE.match(under)
+            and len(under.strip()) >= len(text.strip())
+            and not text.startswith(" ")
+        ):
             start = i - 1 if i > 0 and _UNDERLINE.match(lines[i - 1]) else i
             headings.append((start, i + 2, text.strip()))
             i += 2

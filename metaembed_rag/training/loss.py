@@ -78,17 +78,18 @@ def mmr_loss(
         raise InvalidInputError(f"temperature must be > 0, got {temperature}")
     budgets = parse_groups(groups)
     max_q, max_c = query_embeddings.shape[1], candidate_embeddings.shape[1]
-    for b in budgets:
-        if b.r_q > max_q or b.r_c > max_c:
-            raise BudgetError(
-                f"budget group ({b.r_q}, {b.r_c}) exceeds the model's tokens ({max_q} query, {max_c} candidate)"
-            )
+    too_large = [(b.r_q, b.r_c) for b in budgets if b.r_q > max_q or b.r_c > max_c]
+    if too_large:
+        raise BudgetError(
+            f"budget group(s) {', '.join(map(str, too_large))} exceed the model's tokens "
+            f"({max_q} query, {max_c} candidate)"
+        )
     group_weights = _group_weights(budgets, weights)
     sims = token_similarities(query_embeddings, candidate_embeddings)
     labels = torch.arange(batch, device=sims.device)
     per_group: dict[tuple[int, int], torch.Tensor] = {}
     total = sims.new_zeros(())
-    for b, weight in zip(budgets, group_weights):
+    for b, weight in zip(budgets, group_weights, strict=False):
         scores = sims[:, :, : b.r_q, : b.r_c].amax(dim=3).mean(dim=2)
         loss = F.cross_entropy(scores / temperature, labels)
         per_group[(b.r_q, b.r_c)] = loss

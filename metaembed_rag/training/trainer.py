@@ -72,8 +72,8 @@ class TrainingConfig:
     max_steps: int | None = None
     epochs: float = 1.0
     max_minutes: float | None = None
-    max_query_length: int | None = 64
-    max_document_length: int | None = 256
+    max_query_length: int | None = None
+    max_document_length: int | None = None
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     eval_every: int = 0
@@ -205,9 +205,7 @@ class Trainer:
         meta_lr = self.config.meta_learning_rate or self.config.learning_rate
         groups = [{"params": meta, "lr": meta_lr, "base_lr": meta_lr, "weight_decay": 0.0}]
         if lora:
-            groups.append(
-                {"params": lora, "lr": self.config.learning_rate, "base_lr": self.config.learning_rate}
-            )
+            groups.append({"params": lora, "lr": self.config.learning_rate, "base_lr": self.config.learning_rate})
         return torch.optim.AdamW(groups, lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
 
     @property
@@ -281,6 +279,8 @@ class Trainer:
         ``output_dir/model``. ``resume_from`` is a checkpoint folder or ``"latest"``."""
         if resume_from is not None:
             self.resume(resume_from)
+        else:
+            torch.manual_seed(self.config.seed)  # dropout draws; a resumed run restores the saved RNG state
         config = self.config
         model = self.model
         model.train()
@@ -288,7 +288,11 @@ class Trainer:
         batches = self._micro_batches(self.step)
         logger.info(
             "training %d pairs for %d steps (batch %d x %d accumulation), groups %s",
-            len(self.pairs), self.total_steps, config.batch_size, config.gradient_accumulation_steps, config.groups,
+            len(self.pairs),
+            self.total_steps,
+            config.batch_size,
+            config.gradient_accumulation_steps,
+            config.groups,
         )
         window: list[dict[str, float]] = []
         while self.step < self.total_steps:
@@ -299,10 +303,10 @@ class Trainer:
             for _ in range(config.gradient_accumulation_steps):
                 out = self.compute_loss(next(batches))
                 (out.loss / config.gradient_accumulation_steps).backward()
-                record["loss"] = record.get("loss", 0.0) + float(out.loss) / config.gradient_accumulation_steps
+                record["loss"] = record.get("loss", 0.0) + float(out.loss.detach()) / config.gradient_accumulation_steps
                 for g, value in out.per_group.items():
                     key = f"loss_{g[0]}_{g[1]}"
-                    record[key] = record.get(key, 0.0) + float(value) / config.gradient_accumulation_steps
+                    record[key] = record.get(key, 0.0) + float(value.detach()) / config.gradient_accumulation_steps
             torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
             self.optimizer.step()
             self.step += 1
@@ -365,6 +369,7 @@ class Trainer:
         with atomic_directory(folder) as staging:
             self.model.save_pretrained(staging / "model")
             tensors, meta = _optimizer_state(self.optimizer)
+            tensors.update(_rng_state())
             save_file(tensors, str(staging / OPTIMIZER_NAME))
             write_json_atomic(
                 staging / STATE_NAME,
@@ -401,7 +406,8 @@ class Trainer:
         state = read_json(state_path)
         if state.get("format_version") != STATE_VERSION:
             raise CheckpointError(
-                f"training checkpoint format {state.get('format_version')!r} is not supported (expected {STATE_VERSION})"
+                f"training checkpoint format {state.get('format_version')!r} is not supported "
+                f"(expected {STATE_VERSION})"
             )
         expected = self.config.model_signature()
         stored = state.get("model", {})
@@ -410,7 +416,10 @@ class Trainer:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs run {b!r}" for k, (a, b) in different.items())
             raise IncompatibleModelError(f"cannot resume from {folder}: it belongs to another model ({detail})")
         _load_weights(self.model, folder / "model")
-        _load_optimizer_state(self.optimizer, load_file(str(folder / OPTIMIZER_NAME)), state["optimizer"])
+        tensors = load_file(str(folder / OPTIMIZER_NAME))
+        rng = {k: tensors.pop(k) for k in list(tensors) if k.startswith("rng.")}
+        _load_optimizer_state(self.optimizer, tensors, state["optimizer"])
+        _restore_rng(rng)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         self.model.invalidate_fingerprint()
@@ -443,6 +452,22 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
                 scalars.setdefault(str(index), {})[key] = float(value)
     groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
     return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    """Random number generator states (dropout draws), so that a resumed run continues exactly."""
+    state = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    return state
+
+
+def _restore_rng(state: dict[str, torch.Tensor]) -> None:
+    if "rng.cpu" in state:
+        torch.set_rng_state(state["rng.cpu"])
+    cuda = [state[k] for k in sorted(k for k in state if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
