@@ -165,6 +165,7 @@ def main() -> None:
             result = run_metaembed(path, data, args.doc_tokens)
             result["model"] = str(path)
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        result["threads"] = args.threads
         (args.work / f"{name}.json").write_text(json.dumps(result, indent=2))
         print(
             name,
