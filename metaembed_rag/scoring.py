@@ -75,9 +75,7 @@ def maxsim(
     _check_embeddings("queries", queries)
     _check_embeddings("candidates", candidates)
     if queries.shape[-1] != candidates.shape[-1]:
-        raise InvalidInputError(
-            f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}"
-        )
+        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}")
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=candidates.shape[1])
     device = candidates.device
     q = queries[:, : b.r_q].to(device=device, dtype=torch.float32)
