@@ -205,7 +205,7 @@ class LazySearcher:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"text #{position} is empty or not a string ({type(text).__name__})")
         metadatas = _metadatas(metadatas, len(texts))
-        stored = [{**m, TEXT_KEY: t} for m, t in zip(metadatas, texts)]
+        stored = [{**m, TEXT_KEY: t} for m, t in zip(metadatas, texts, strict=True)]
         inputs = [ModelInput(text=t) for t in texts]
         return self.searcher.add_documents(inputs, ids=list(ids) if ids is not None else None, metadatas=stored)
 

@@ -46,7 +46,7 @@ class MetaEmbedReranker(BaseDocumentCompressor):
         documents = list(documents)
         candidates = [ModelInput(text=d.page_content or " ") for d in documents]
         scores = self.engine.rescore(query, candidates, budget=self.budget)
-        ranked = sorted(zip(scores, range(len(documents))), key=lambda pair: -pair[0])
+        ranked = sorted(zip(scores, range(len(documents)), strict=True), key=lambda pair: -pair[0])
         if self.top_n is not None:
             ranked = ranked[: self.top_n]
         out = []

@@ -17,7 +17,8 @@ class MetaEmbedRerank(BaseNodePostprocessor):
     """Encode the query and each node's text, rescore by normalised MaxSim at ``budget``, keep ``top_n``.
 
     Example:
-        >>> engine = index.as_query_engine(node_postprocessors=[MetaEmbedRerank(budget=(16, 64), top_n=3)])  # doctest: +SKIP
+        >>> rerank = MetaEmbedRerank(budget=(16, 64), top_n=3)
+        >>> engine = index.as_query_engine(node_postprocessors=[rerank])      # doctest: +SKIP
     """
 
     budget: Any = Field(default=(16, 64))
@@ -42,7 +43,7 @@ class MetaEmbedRerank(BaseNodePostprocessor):
         nodes = list(nodes)
         candidates = [ModelInput(text=n.node.get_content(MetadataMode.EMBED) or " ") for n in nodes]
         scores = self._engine.rescore(query_bundle.query_str, candidates, budget=self.budget)
-        ranked = sorted(zip(scores, nodes), key=lambda pair: -pair[0])
+        ranked = sorted(zip(scores, nodes, strict=True), key=lambda pair: -pair[0])
         if self.top_n is not None:
             ranked = ranked[: self.top_n]
         return [NodeWithScore(node=node.node, score=score) for score, node in ranked]
