@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from ..errors import InvalidInputError
 from ..inputs import ModelInput
@@ -32,13 +32,14 @@ class MetaEmbedReranker(BaseDocumentCompressor):
     model: Any = None
     engine: LazySearcher | None = Field(default=None, repr=False, exclude=True)
 
-    @model_validator(mode="after")
-    def _build_engine(self) -> MetaEmbedReranker:
-        if self.engine is None:
-            self.engine = LazySearcher(model=self.model)
-        if self.top_n is not None and self.top_n < 1:
-            raise InvalidInputError(f"top_n must be a positive integer or None, got {self.top_n}")
-        return self
+    def __init__(self, **data: Any) -> None:
+        # Validated here, not in a pydantic validator, so bad input raises the package's typed errors.
+        if data.get("engine") is None:
+            data["engine"] = LazySearcher(model=data.get("model"))
+        top_n = data.get("top_n", 5)
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise InvalidInputError(f"top_n must be a positive integer or None, got {top_n!r}")
+        super().__init__(**data)
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

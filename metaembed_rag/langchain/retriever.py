@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from ..errors import InvalidInputError
 from ..lazy_searcher import LazySearcher
@@ -49,13 +49,13 @@ class MetaEmbedRetriever(BaseRetriever):
     engine: LazySearcher | None = Field(default=None, repr=False, exclude=True)
     """The shared engine built from ``model`` and ``index``; copies (e.g. configured ones) share it."""
 
-    @model_validator(mode="after")
-    def _build_engine(self) -> MetaEmbedRetriever:
-        if self.engine is None:
-            self.engine = LazySearcher(model=self.model, index=self.index)
-        if self.image not in ("path", "base64", None):
-            raise InvalidInputError(f"image must be 'path', 'base64' or None, got {self.image!r}")
-        return self
+    def __init__(self, **data: Any) -> None:
+        # Validated here, not in a pydantic validator, so bad input raises the package's typed errors.
+        if data.get("engine") is None:
+            data["engine"] = LazySearcher(model=data.get("model"), index=data.get("index"))
+        if data.get("image", "path") not in ("path", "base64", None):
+            raise InvalidInputError(f"image must be 'path', 'base64' or None, got {data['image']!r}")
+        super().__init__(**data)
 
     # ------------------------------------------------------------------------------------------ build
     @classmethod
