@@ -94,7 +94,7 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
         raise InvalidInputError(f"{name} contain NaN or infinite values (rows {bad[:10]})")
 
 
-def _json_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
+def validate_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
         raise InvalidInputError(f"metadata of {doc_id!r} must be a dict, got {type(metadata).__name__}")
     try:
@@ -255,7 +255,7 @@ class MultiVectorIndex(MultiVectorStore):
                 raise InvalidInputError("metadatas must be a list of dicts, one per id")
             if len(metadatas) != len(ids):
                 raise InvalidInputError(f"got {len(ids)} ids but {len(metadatas)} metadata dicts")
-            metas = [_json_metadata(m, i) for m, i in zip(metadatas, ids)]
+            metas = [validate_metadata(m, i) for m, i in zip(metadatas, ids)]
         if not ids:
             return
         values, scales = self._format.encode(embeddings)
