@@ -19,6 +19,7 @@ from llama_index.core.objects import ObjectIndex
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import Node, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.tools import FunctionTool, QueryEngineTool, RetrieverTool
+from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
 
 from metaembed_rag.errors import (
     BudgetError,
@@ -91,6 +92,18 @@ def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
     assert nodes[0].node.image_resource is None
     only_page_two = MetaEmbedRetriever(engine=retriever.engine, filters={"page": {"$in": [2]}}, k=3)
     assert [n.node.metadata["page"] for n in only_page_two.retrieve(TEXTS[0])] == [2]
+    li_filters = MetadataFilters(
+        filters=[
+            MetadataFilter(key="page", value=2, operator=">="),
+            MetadataFilter(key="page", value=[3], operator="nin"),
+        ]
+    )
+    by_li_filter = MetaEmbedRetriever(engine=retriever.engine, filters=li_filters, k=4)
+    assert sorted(n.node.metadata["page"] for n in by_li_filter.retrieve(TEXTS[0])) == [2, 4]
+    exact = MetadataFilters(filters=[MetadataFilter(key="page", value=[1, 4], operator="in")])
+    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"page": {"$in": [1, 4]}}
+    with pytest.raises(UnsupportedInputError, match="text_match"):
+        MetaEmbedRetriever(filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator="text_match")]))
     cascade = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), cascade=((1, 1), 3), k=1)
     assert cascade.retrieve(TEXTS[1])[0].node.metadata["page"] == 2
 

@@ -11,16 +11,18 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
 from ..budget import Budget, BudgetLike
 from ..errors import InvalidInputError
-from ..index.base import Cascade, MetadataFilter, validate_filter
+from ..index.base import Cascade
 from ..inputs import ModelInput
 from ..lazy_searcher import LazySearcher, text_query
+from .filters import to_core_filter
 from .nodes import NodeImageMode, page_to_node
 
 
 class MetaEmbedRetriever(BaseRetriever):
     """Retrieve pages by budgeted MaxSim; ``QueryBundle.image_path`` makes an image query (vision models).
 
-    ``filters`` is a metadata dict (``{"source": "a.pdf"}``, ``{"page": {"$in": [1, 2]}}``) or a predicate.
+    ``filters``: LlamaIndex ``MetadataFilters``, a metadata dict (``{"source": "a.pdf"}``,
+    ``{"page": {"$in": [1, 2]}}``) or a predicate on the metadata.
     ``model``/``index`` as in :class:`~metaembed_rag.lazy_searcher.LazySearcher`; nothing loads until the
     first query. Returned nodes carry the page text and image (``image="auto"``: the saved file, else the PDF
     page rendered on demand), so ``RetrieverQueryEngine.from_args(retriever, multimodal=True)`` sends both.
@@ -36,7 +38,7 @@ class MetaEmbedRetriever(BaseRetriever):
         budget: BudgetLike = (8, 16),
         k: int = 5,
         cascade: Cascade = None,
-        filters: MetadataFilter = None,
+        filters: Any = None,
         model: Any = None,
         index: Any = None,
         image: NodeImageMode = "auto",
@@ -51,7 +53,7 @@ class MetaEmbedRetriever(BaseRetriever):
         self.budget = Budget.parse(budget)
         self.k = k
         self.cascade = cascade
-        self.filters = validate_filter(filters)
+        self.filters = to_core_filter(filters)
         self.image = image
         self.engine = engine or LazySearcher(model=model, index=index)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
