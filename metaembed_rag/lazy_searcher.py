@@ -216,8 +216,9 @@ class LazySearcher:
 
         A vision model embeds image and text of each page; a text-only model the text (pages without text are
         skipped with a warning). With ``image_dir``, page images are saved there as PNG and their path stored;
-        without it, images are re-rendered from the PDF when a result asks for one. Ids are
-        ``"<source>#page=<n>"``, so indexing a file again replaces its pages.
+        without it, images are re-rendered from the PDF when a result asks for one. Sources are stored as absolute
+        paths and ids are ``"<source>#page=<n>"`` (as the CLI's index does), so indexing a file again replaces
+        its pages.
         """
         added: list[str] = []
         batch: list[Any] = []
@@ -243,6 +244,8 @@ class LazySearcher:
         inputs, ids, metadatas = [], [], []
         for record in records:
             metadata = dict(record.metadata())
+            source = os.path.abspath(record.source) if Path(record.source).exists() else record.source
+            metadata["source"] = source
             metadata[TEXT_KEY] = record.text
             if image_dir is not None and record.image is not None:
                 metadata[IMAGE_PATH_KEY] = _save_page_image(record, image_dir)
@@ -253,7 +256,7 @@ class LazySearcher:
             else:
                 logger.warning("skipping %s page %s: no text for a text-only model", record.source, record.page)
                 continue
-            ids.append(page_id(record.source, record.page))
+            ids.append(page_id(source, record.page))
             metadatas.append(metadata)
         if not inputs:
             return []
