@@ -184,7 +184,12 @@ def main() -> int:
     result = {
         "benchmark": "loading",
         "version": 1,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pymupdf": pymupdf.VersionBind},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pymupdf": pymupdf.VersionBind,
+            "mupdf": pymupdf.VersionFitz,
+        },
         "corpus": [f.name for f in files],
         "rates": rates,
         "memory": memory,
@@ -202,7 +207,7 @@ def markdown(result: dict) -> str:
         "# Loading benchmark (`benchmarks/loading.py`)",
         "",
         f"Machine: {result['machine']['cpus']} CPUs (shared), Python {result['machine']['python']}, "
-        f"MuPDF {result['machine']['pymupdf']}. Single process, one thread.",
+        f"pymupdf {result['machine']['pymupdf']} (MuPDF {result['machine']['mupdf']}). Single process, one thread.",
         "",
         f"Multi-column corpus: {len(result['corpus'])} files ("
         + ", ".join(result["corpus"][:4])
