@@ -81,9 +81,7 @@ def maxsim(
     _check_embeddings("queries", queries)
     _check_embeddings("candidates", candidates)
     if queries.shape[-1] != candidates.shape[-1]:
-        raise InvalidInputError(
-            f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}"
-        )
+        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}")
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=candidates.shape[1])
     device = candidates.device
     q = queries[:, : b.r_q].to(device=device, dtype=torch.float32)
@@ -142,10 +140,7 @@ def maxsim_vector_major(
     if n_c == 0 or n_q == 0:
         return out
     on_gpu = device.type != "cpu"
-    if on_gpu:
-        compute_dtype = torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype
-    else:
-        compute_dtype = torch.float32
+    compute_dtype = (torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype) if on_gpu else torch.float32
     flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
     if chunk_size is None:
         target = GPU_SLICE_BYTES if on_gpu else CPU_SLICE_BYTES

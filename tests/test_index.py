@@ -139,7 +139,7 @@ def test_int8_keeps_rankings_close(corpus):
     docs, queries = corpus
     exact = build(docs).search(queries.float(), budget=(16, 64), k=10)
     quant = build(docs, "int8").search(queries.float(), budget=(16, 64), k=10)
-    overlap = sum(len({h.id for h in a} & {h.id for h in b}) for a, b in zip(exact, quant)) / 50
+    overlap = sum(len({h.id for h in a} & {h.id for h in b}) for a, b in zip(exact, quant, strict=False)) / 50
     assert overlap >= 0.8
 
 
@@ -227,6 +227,6 @@ def test_gpu_matches_cpu(corpus, dtype):
     moved = cpu.to("cuda")
     assert moved.device.type == "cuda" and len(moved) == 300
     on_gpu = moved.search(queries.float(), budget=(16, 64), k=5, cascade=((1, 1), 50))
-    overlap = sum(len({h.id for h in a} & {h.id for h in b}) for a, b in zip(on_cpu, on_gpu))
+    overlap = sum(len({h.id for h in a} & {h.id for h in b}) for a, b in zip(on_cpu, on_gpu, strict=False))
     assert overlap >= 0.9 * 25
     assert moved.to("cpu").device.type == "cpu"

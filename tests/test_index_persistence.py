@@ -37,7 +37,7 @@ def same_hits(a, b) -> bool:
     """Equal ids and metadata, scores equal up to float32 rounding (row order changes GEMM blocking)."""
     return all(
         [(h.id, h.metadata) for h in x] == [(h.id, h.metadata) for h in y]
-        and all(abs(h.score - g.score) <= 1e-5 * max(1.0, abs(h.score)) for h, g in zip(x, y))
+        and all(abs(h.score - g.score) <= 1e-5 * max(1.0, abs(h.score)) for h, g in zip(x, y, strict=False))
         for x, y in zip(a, b, strict=True)
     )
 
