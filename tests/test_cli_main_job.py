@@ -15,7 +15,7 @@ import torch
 
 from metaembed_rag.cli import main
 from metaembed_rag.collection import DocumentCollection, collection_lock
-from metaembed_rag.loaders import ocr_available
+from metaembed_rag.loaders import ocr, ocr_available
 from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
 
@@ -162,8 +162,19 @@ def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory):
 
 
 @pytest.mark.skipif(not ocr_available(), reason="Tesseract is not installed (apt-get install tesseract-ocr)")
-def test_scanned_page_is_indexed_through_ocr(workdir, checkpoint, capsys):
-    report = run_json(capsys, "index", "examples/scanned-memo.pdf", "--model", checkpoint, "--no-progress")
-    assert report["pages_indexed"] == 1 and report["pages_skipped"] == []
-    hit = run_json(capsys, "search", "boiler inspection")["hits"][0]
-    assert hit["source"].endswith("scanned-memo.pdf") and "boiler" in hit["snippet"]
+def test_scanned_page_is_indexed_through_ocr_once_tesseract_is_there(workdir, checkpoint, capsys, monkeypatch):
+    monkeypatch.setenv("TESSERACT_CMD", "tesseract-missing")  # as on a machine without Tesseract
+    ocr.tesseract_binary.cache_clear()
+    try:
+        before = run_json(capsys, "index", "examples/", "--model", checkpoint, "--no-progress")
+    finally:
+        monkeypatch.delenv("TESSERACT_CMD")
+        ocr.tesseract_binary.cache_clear()
+    assert [(Path(p["source"]).name, p["reason"]) for p in before["pages_skipped"]] == [
+        ("scanned-memo.pdf", "no text layer (scanned page) and OCR is not available")
+    ]
+    after = run_json(capsys, "index", "examples/", "--no-progress")  # Tesseract is back: the scan is retried
+    assert (after["files_indexed"], after["files_unchanged"], after["pages_indexed"]) == (1, 3, 1)
+    assert after["pages_skipped"] == []
+    hits = run_json(capsys, "search", "boiler inspection", "--k", "5", "--source", "examples/scanned-memo.pdf")["hits"]
+    assert len(hits) == 1 and "boiler" in hits[0]["snippet"]
