@@ -140,10 +140,7 @@ def maxsim_vector_major(
     if n_c == 0 or n_q == 0:
         return out
     on_gpu = device.type != "cpu"
-    if on_gpu:
-        compute_dtype = torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype
-    else:
-        compute_dtype = torch.float32
+    compute_dtype = (torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype) if on_gpu else torch.float32
     flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
     if chunk_size is None:
         target = GPU_SLICE_BYTES if on_gpu else CPU_SLICE_BYTES

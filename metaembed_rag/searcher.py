@@ -30,7 +30,7 @@ from typing import Any
 from .budget import BudgetLike
 from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit
-from .index.memory import MultiVectorIndex, validate_metadata, check_model_identity
+from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .modeling.model import MetaEmbedModel
 
@@ -146,7 +146,7 @@ class MetaEmbedSearcher:
                 raise InvalidInputError(f"got {n} documents but {len(metadatas)} metadata dicts")
             metas = [validate_metadata(m, f"document {i}") for i, m in enumerate(metadatas)]
         if ids is None:
-            all_ids = [document_id(item, meta) for item, meta in zip(items, metas)]
+            all_ids = [document_id(item, meta) for item, meta in zip(items, metas, strict=False)]
         else:
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) or len(ids) != n:
                 raise InvalidInputError(f"ids must be a list of {n} strings, one per document")
@@ -200,9 +200,7 @@ class MetaEmbedSearcher:
             to_model_inputs(list(queries))  # still reject malformed queries
             return [[] for _ in queries]
         embeddings = self._encode_queries(list(queries))
-        return self._index.search(
-            embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize
-        )
+        return self._index.search(embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id (unknown ids raise and nothing is removed)."""

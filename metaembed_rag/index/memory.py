@@ -210,9 +210,7 @@ class MultiVectorIndex(MultiVectorStore):
         if not isinstance(embeddings, torch.Tensor):
             raise InvalidInputError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
         if embeddings.ndim != 3:
-            raise InvalidInputError(
-                f"embeddings must have shape [n, vectors, dim], got {tuple(embeddings.shape)}"
-            )
+            raise InvalidInputError(f"embeddings must have shape [n, vectors, dim], got {tuple(embeddings.shape)}")
         if embeddings.shape[-1] != self._dim:
             raise IncompatibleModelError(
                 f"embeddings have dim {embeddings.shape[-1]} but this index stores dim {self._dim} "
@@ -255,7 +253,7 @@ class MultiVectorIndex(MultiVectorStore):
                 raise InvalidInputError("metadatas must be a list of dicts, one per id")
             if len(metadatas) != len(ids):
                 raise InvalidInputError(f"got {len(ids)} ids but {len(metadatas)} metadata dicts")
-            metas = [validate_metadata(m, i) for m, i in zip(metadatas, ids)]
+            metas = [validate_metadata(m, i) for m, i in zip(metadatas, ids, strict=False)]
         if not ids:
             return
         values, scales = self._format.encode(embeddings)
@@ -363,8 +361,13 @@ class MultiVectorIndex(MultiVectorStore):
             scales = snap.scales[:, : snap.count].to(device).contiguous() if snap.scales is not None else None
             self._device = device
             self._snapshot = _Snapshot(
-                values, scales, snap.count, list(snap.ids[: snap.count]), list(snap.metadatas[: snap.count]),
-                snap.alive, snap.live,
+                values,
+                scales,
+                snap.count,
+                list(snap.ids[: snap.count]),
+                list(snap.metadatas[: snap.count]),
+                snap.alive,
+                snap.live,
             )
         return self
 
@@ -386,7 +389,7 @@ class MultiVectorIndex(MultiVectorStore):
         vectors = self._format.decode(values, scales).cpu()
         return [
             StoredDocument(doc_id, vectors[k], copy.deepcopy(snap.metadatas[row]))
-            for k, (doc_id, row) in enumerate(zip(ids, rows))
+            for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
         ]
 
     def _check_queries(self, queries: Any) -> torch.Tensor:
@@ -494,9 +497,7 @@ class MultiVectorIndex(MultiVectorStore):
         values, picked = topk(masked, min(k, candidates.shape[1]))
         return self._hits(snap, values.cpu(), union[picked.cpu()])
 
-    def _check_cascade(
-        self, cascade: Cascade, budget: Budget, k: int, query_vectors: int
-    ) -> tuple[Budget, int] | None:
+    def _check_cascade(self, cascade: Cascade, budget: Budget, k: int, query_vectors: int) -> tuple[Budget, int] | None:
         if cascade is None:
             return None
         if not isinstance(cascade, (tuple, list)) or len(cascade) != 2:
@@ -512,11 +513,11 @@ class MultiVectorIndex(MultiVectorStore):
     @staticmethod
     def _hits(snap: _Snapshot, values: torch.Tensor, rows: torch.Tensor) -> list[list[SearchHit]]:
         results = []
-        for score_row, id_row in zip(values.tolist(), rows.tolist()):
+        for score_row, id_row in zip(values.tolist(), rows.tolist(), strict=False):
             results.append(
                 [
                     SearchHit(snap.ids[r], float(s), copy.deepcopy(snap.metadatas[r]))
-                    for s, r in zip(score_row, id_row)
+                    for s, r in zip(score_row, id_row, strict=False)
                     if s != -math.inf
                 ]
             )
@@ -533,14 +534,13 @@ class MultiVectorIndex(MultiVectorStore):
             keep = snap.alive.nonzero().flatten()
             values = snap.values[:, : snap.count].index_select(1, keep.to(self._device))
             scales = (
-                snap.scales[:, : snap.count].index_select(1, keep.to(self._device))
-                if snap.scales is not None
-                else None
+                snap.scales[:, : snap.count].index_select(1, keep.to(self._device)) if snap.scales is not None else None
             )
             ids = [snap.ids[r] for r in keep.tolist()]
             metas = [snap.metadatas[r] for r in keep.tolist()]
-        return IndexData(self._dim, self._stored, self._format, list(ids), list(metas), values, scales,
-                         self.model_identity)
+        return IndexData(
+            self._dim, self._stored, self._format, list(ids), list(metas), values, scales, self.model_identity
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index to the folder ``path`` atomically (see :mod:`metaembed_rag.index.persistence`)."""
@@ -572,8 +572,9 @@ class MultiVectorIndex(MultiVectorStore):
         device = torch.device(device)
         if mmap and device.type != "cpu":
             logger.info("mmap=True with device=%s: the vectors are copied to the device", device)
-        index = cls(data.dim, data.stored_vectors, dtype=data.storage.name, device=device,
-                    model_identity=data.model_identity)
+        index = cls(
+            data.dim, data.stored_vectors, dtype=data.storage.name, device=device, model_identity=data.model_identity
+        )
         values = data.values if device.type == "cpu" else data.values.to(device)
         scales = data.scales
         if scales is not None and device.type != "cpu":
@@ -584,9 +585,7 @@ class MultiVectorIndex(MultiVectorStore):
         return index
 
 
-def check_model_identity(
-    stored: Mapping[str, Any] | None, dim: int, model: MetaEmbedModel | Mapping[str, Any]
-) -> None:
+def check_model_identity(stored: Mapping[str, Any] | None, dim: int, model: MetaEmbedModel | Mapping[str, Any]) -> None:
     """Raise :class:`IncompatibleModelError` unless ``model`` is the one that made an index of ``dim``."""
     identity = dict(model) if isinstance(model, Mapping) else dict(model.identity)
     model_dim = identity.get("embedding_dim")

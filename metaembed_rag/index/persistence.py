@@ -304,5 +304,3 @@ def identity_summary(identity: dict[str, Any] | None) -> str:
     if not identity:
         return "unknown model"
     return f"{identity.get('name')} (dim {identity.get('embedding_dim')}, fingerprint {identity.get('fingerprint')})"
-
-

