@@ -26,15 +26,13 @@ from typing import Any
 import torch
 
 from .budget import Budget, BudgetLike
+from .collection import page_id, source_key
 from .errors import InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
 from .results import IMAGE_PATH_KEY, TEXT_KEY, RetrievedPage, hits_to_pages
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_INDEX_PATH = Path(".metaembed") / "default"
-"""Where the CLI persists its index when no path is given (relative to the working directory)."""
 
 _MODEL_CACHE: dict[str, Any] = {}
 _MODEL_LOCK = threading.Lock()
@@ -81,8 +79,10 @@ class LazySearcher:
     """A :class:`~metaembed_rag.searcher.MetaEmbedSearcher` created on first use from a model and an index.
 
     ``model``: a ``MetaEmbedModel``, a checkpoint path/hub id (loaded once per process), or ``None`` (the
-    starter model). ``index``: a ``MultiVectorStore``, a ``MetaEmbedSearcher``, an index folder, or ``None``
-    (the default index at :data:`DEFAULT_INDEX_PATH` when it exists, else a new in-memory index).
+    starter model, or the model an existing index was built with). ``index``: a ``MultiVectorStore``, a
+    ``MetaEmbedSearcher``, a folder (an index built by ``metaembed-rag index``, or a saved
+    ``MultiVectorIndex``), or ``None``: the CLI's default index (``$METAEMBED_RAG_INDEX`` or
+    ``./.metaembed/default``) when it exists, else a new in-memory index.
     """
 
     def __init__(self, model: Any = None, index: Any = None) -> None:
@@ -138,18 +138,24 @@ class LazySearcher:
         return spec
 
     def _build(self):
+        from .collection import STARTER, DocumentCollection, resolve_collection_path
         from .searcher import MetaEmbedSearcher
 
-        model = self._resolve_model()
         spec = self._index_spec
-        if spec is None:
-            if DEFAULT_INDEX_PATH.exists():
-                logger.info("using the default index at %s", DEFAULT_INDEX_PATH.resolve())
-                return MetaEmbedSearcher.load(DEFAULT_INDEX_PATH, model=model)
-            return MetaEmbedSearcher(model=model)
-        if isinstance(spec, (str, os.PathLike)):
-            return MetaEmbedSearcher.load(spec, model=model)
-        return MetaEmbedSearcher(model=model, index=spec)
+        if spec is None or isinstance(spec, (str, os.PathLike)):
+            path = resolve_collection_path(None) if spec is None else Path(spec)
+            if DocumentCollection.exists(path):  # an index built by `metaembed-rag index`
+                if self._model_spec is None:
+                    reference = DocumentCollection.read_config(path)["model"]["reference"]
+                    model = shared_model(None if reference == STARTER else reference)
+                else:
+                    model = self._resolve_model()
+                logger.info("using the index at %s", path.resolve())
+                return DocumentCollection.open(path, model=model).searcher
+            if spec is None:
+                return MetaEmbedSearcher(model=self._resolve_model())
+            return MetaEmbedSearcher.load(spec, model=self._resolve_model())
+        return MetaEmbedSearcher(model=self._resolve_model(), index=spec)
 
     # ------------------------------------------------------------------------------------------- search
     def check_budget(self, budget: BudgetLike) -> Budget:
@@ -244,7 +250,7 @@ class LazySearcher:
         inputs, ids, metadatas = [], [], []
         for record in records:
             metadata = dict(record.metadata())
-            source = os.path.abspath(record.source) if Path(record.source).exists() else record.source
+            source = source_key(record.source) if Path(record.source).exists() else record.source
             metadata["source"] = source
             metadata[TEXT_KEY] = record.text
             if image_dir is not None and record.image is not None:
@@ -286,16 +292,6 @@ class LazySearcher:
 
     def save(self, path: str | os.PathLike) -> Any:
         return self.searcher.save(path)
-
-
-def page_id(source: str, page: int) -> str:
-    """The id of a page in the index.
-
-    Example:
-        >>> page_id("docs/a.pdf", 3)
-        'docs/a.pdf#page=3'
-    """
-    return f"{source}#page={page}"
 
 
 def _save_page_image(record: Any, image_dir: str | os.PathLike) -> str:

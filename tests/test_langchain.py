@@ -76,6 +76,23 @@ def test_construction_is_cheap_and_every_field_has_a_default(tmp_path, monkeypat
     assert MetaEmbedRetriever().budget == (8, 16)
 
 
+def test_no_arguments_uses_the_cli_default_index(minilm_model, pdf_file, tmp_path, monkeypatch):
+    from metaembed_rag.collection import DocumentCollection
+    from metaembed_rag.pipeline import index_files
+
+    checkpoint = minilm_model.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
+    collection = DocumentCollection.create(".metaembed/default", model=str(checkpoint))
+    index_files(collection, [pdf_file], show_progress=False)
+
+    retriever = MetaEmbedRetriever(k=2)  # no model, no index: the CLI's default index and its model
+    docs = retriever.invoke(TEXTS[1])
+    assert docs[0].page_content.startswith("A sponge cake") and docs[0].metadata["page"] == 2
+    assert docs[0].metadata["source"] == str(pdf_file.resolve())
+    assert retriever.engine.model.fingerprint == minilm_model.fingerprint
+
+
 def test_invoke_returns_documents_with_text_and_metadata(retriever):
     docs = retriever.invoke(TEXTS[2])
     assert len(docs) == 3

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from metaembed_rag.errors import BudgetError, ImageLoadError, InvalidInputError, UnsupportedInputError
-from metaembed_rag.lazy_searcher import LazySearcher, page_id, shared_model, text_query
+from metaembed_rag.lazy_searcher import LazySearcher, shared_model, text_query
 from metaembed_rag.results import RetrievedPage, image_to_base64, page_image, render_pdf_page
 
 
@@ -70,7 +70,6 @@ def test_lazy_searcher_is_lazy_and_validates_its_arguments():
         LazySearcher(index=[1, 2])
     with pytest.raises(UnsupportedInputError):
         LazySearcher(model=3.5)
-    assert page_id("a.pdf", 2) == "a.pdf#page=2"
 
 
 def test_models_loaded_by_path_are_shared(minilm_model, tmp_path):
