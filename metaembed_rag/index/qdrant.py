@@ -677,6 +677,8 @@ class QdrantMultiVectorStore(MultiVectorStore):
             return []
 
         conditions, residual = _translate_filter(flt)
+        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
+            return [[] for _ in range(queries.shape[0])]
         hits = None
         if not residual:
             hits = self._run(queries, b, k, coarse, conditions)
