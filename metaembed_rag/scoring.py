@@ -24,6 +24,12 @@ from .errors import InvalidInputError
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 """Target size of one chunk of candidate vectors converted for scoring (64 MiB)."""
 
+CPU_SLICE_BYTES = 3 * 1024 * 1024
+"""Vector-major scoring on the CPU: bytes of one ``[chunk, d]`` float32 slice, sized for the L2/L3 caches."""
+
+GPU_SLICE_BYTES = 256 * 1024 * 1024
+"""Vector-major scoring on a GPU: bytes of one ``[chunk, d]`` slice streamed per matrix product."""
+
 
 def _check_embeddings(name: str, tensor: torch.Tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
@@ -89,6 +95,84 @@ def maxsim(
     for start in range(0, n_c, chunk_size):
         block = candidates[start : start + chunk_size, : b.r_c]
         out[:, start : start + block.shape[0]] = maxsim_block(q, block)
+    if normalize:
+        out /= b.r_q
+    return out
+
+
+def maxsim_vector_major(
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    budget: BudgetLike | None = None,
+    *,
+    scales: torch.Tensor | None = None,
+    normalize: bool = False,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Budgeted MaxSim against candidates stored vector-major, ``[R_c, n_c, d]``: the layout of the index.
+
+    Vector ``j`` of every candidate is the contiguous block ``vectors[j]``, so any budget prefix ``r_c`` is
+    ``vectors[:r_c]`` with no strided gather. The candidates are streamed in chunks; per chunk, one matrix
+    product per candidate vector ``(n_q·r_q, d) @ (d, chunk)`` feeds a running maximum kept in cache, and
+    the query vectors are summed at the end of the chunk.
+
+    Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 chunks are converted to
+    float32 before the product (exact); on a GPU they are multiplied in their own dtype (bf16/fp16 tensor
+    cores; int8 through an exact bf16 copy), so similarities are rounded to that dtype before the maximum.
+    Maxima and the sum over query vectors are float32 everywhere. ``scales`` ``[R_c, n_c]`` (int8 only) are
+    the per-vector dequantisation factors; they are applied to the products before the maximum, because
+    ``max_j s_j <q, c_j>`` is not ``max_j <q, c_j>`` times anything.
+
+    Example:
+        >>> import torch
+        >>> q = torch.ones(1, 2, 4) / 2; v = torch.ones(4, 3, 4) / 2
+        >>> maxsim_vector_major(q, v, budget=(2, 4)).tolist()
+        [[2.0, 2.0, 2.0]]
+    """
+    _check_embeddings("queries", queries)
+    _check_embeddings("vectors", vectors)
+    if queries.shape[-1] != vectors.shape[-1]:
+        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {vectors.shape[-1]}")
+    b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=vectors.shape[0])
+    if vectors.dtype == torch.int8 and scales is None:
+        raise InvalidInputError("int8 vectors need their per-vector scales")
+    device = vectors.device
+    n_q, dim, n_c = queries.shape[0], vectors.shape[-1], vectors.shape[1]
+    out = torch.empty(n_q, n_c, dtype=torch.float32, device=device)
+    if n_c == 0 or n_q == 0:
+        return out
+    on_gpu = device.type != "cpu"
+    if on_gpu:
+        compute_dtype = torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype
+    else:
+        compute_dtype = torch.float32
+    flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
+    if chunk_size is None:
+        target = GPU_SLICE_BYTES if on_gpu else CPU_SLICE_BYTES
+        chunk_size = max(64, target // (dim * 4))
+        if not on_gpu and flat.shape[0] > 64:  # many queries: keep the [n_q·r_q, chunk] maxima in cache too
+            chunk_size = max(64, min(chunk_size, (1024 * 1024) // (flat.shape[0] * 4)))
+    chunk_size = min(chunk_size, n_c)
+    convert = vectors.dtype != compute_dtype
+    buffer = torch.empty(chunk_size, dim, dtype=compute_dtype, device=device) if convert else None
+    best = torch.empty(flat.shape[0], chunk_size, dtype=torch.float32, device=device)
+    sims = torch.empty(flat.shape[0], chunk_size, dtype=compute_dtype, device=device)
+    for start in range(0, n_c, chunk_size):
+        stop = min(start + chunk_size, n_c)
+        width = stop - start
+        acc = best[:, :width]
+        for j in range(b.r_c):
+            block = vectors[j, start:stop]
+            if convert:
+                block = buffer[:width].copy_(block)
+            product = torch.mm(flat, block.T, out=sims[:, :width])
+            if scales is not None:
+                product = product * scales[j, start:stop]
+            if j == 0:
+                acc.copy_(product)
+            else:
+                torch.maximum(acc, product.to(torch.float32) if product.dtype != acc.dtype else product, out=acc)
+        torch.sum(acc.view(n_q, b.r_q, width), dim=1, out=out[:, start:stop])
     if normalize:
         out /= b.r_q
     return out
