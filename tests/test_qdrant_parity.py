@@ -1,4 +1,4 @@
-"""Parity: Qdrant local mode and Qdrant Edge return the exact MaxSim top-k (ties aside) at every budget.
+"""Parity: MultiVectorIndex, Qdrant local mode and Qdrant Edge return the exact MaxSim top-k (ties aside).
 
 The reference is brute-force :func:`metaembed_rag.scoring.maxsim` on the same tensors; filters are applied to the
 reference with :func:`matches_filter`, the semantics every store shares.
@@ -17,6 +17,7 @@ pytest.importorskip("qdrant_edge")
 from qdrant_client import QdrantClient
 
 from metaembed_rag.budget import MATRYOSHKA_GROUPS, Budget
+from metaembed_rag.index import MultiVectorIndex
 from metaembed_rag.index.base import matches_filter
 from metaembed_rag.index.qdrant import QdrantMultiVectorStore
 from metaembed_rag.scoring import maxsim
@@ -64,26 +65,30 @@ FILTERS = [
 
 
 def _open(kind, folder):
+    if kind == "memory":
+        return MultiVectorIndex(dim=DIM)
     if kind == "local":
         return QdrantMultiVectorStore(client=QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
     return QdrantMultiVectorStore.embedded(folder, dim=DIM, stored_budgets=STORED, batch_size=50)
 
 
-@pytest.fixture(scope="module", params=["local", "edge"])
+@pytest.fixture(scope="module", params=["memory", "local", "edge"])
 def loaded(request, tmp_path_factory):
     """A store holding corpus 0, shared by the read-only tests of this module."""
     s = _open(request.param, tmp_path_factory.mktemp("edge"))
     ids, docs, queries, metas = _corpus()
     s.add(ids, docs, metas)
     yield s, (ids, docs, queries, metas)
-    s.close()
+    if hasattr(s, "close"):
+        s.close()
 
 
-@pytest.fixture(params=["local", "edge"])
+@pytest.fixture(params=["memory", "local", "edge"])
 def store(request, tmp_path):
     s = _open(request.param, tmp_path)
     yield s
-    s.close()
+    if hasattr(s, "close"):
+        s.close()
 
 
 def assert_same_topk(hits, reference_scores, ids, k, allowed):
@@ -177,21 +182,29 @@ def test_cascade_is_prefetch_then_rescore(loaded, coarse):
         assert [h.id for h in a] == [h.id for h in b]
 
 
-def test_local_mode_and_edge_agree(tmp_path):
+def test_three_stores_agree(tmp_path):
+    """The same documents and queries through MultiVectorIndex, local mode and Edge: same ranks, same scores."""
     ids, docs, queries, metas = _corpus(4)
+    memory = MultiVectorIndex(dim=DIM)
     local = QdrantMultiVectorStore(client=QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
     edge = QdrantMultiVectorStore.embedded(tmp_path, dim=DIM, stored_budgets=STORED)
     try:
-        for s in (local, edge):
+        for s in (memory, local, edge):
             s.add(ids, docs, metas)
-        for budget in BUDGETS:
-            rows_local = local.search(queries, budget=budget, k=10)
-            rows_edge = edge.search(queries, budget=budget, k=10)
-            for a, b in zip(rows_local, rows_edge, strict=True):
-                assert len(a) == len(b) == 10
-                for x, y in zip(a, b, strict=True):  # same ranks; an id may differ only on a tie
-                    assert abs(x.score - y.score) < TOL
-                    assert x.id == y.id or abs(x.score - y.score) < 1e-6
+            s.delete(ids[::9])
+        searches = [{"budget": b} for b in BUDGETS] + [
+            {"budget": (8, 16), "filter": {"source": "file2.pdf"}},
+            {"budget": (16, 64), "cascade": ((1, 1), 30), "filter": lambda m: m["page"] < 8},
+        ]
+        for kwargs in searches:
+            expected = memory.search(queries, k=10, **kwargs)
+            for other in (local, edge):
+                for a, b in zip(expected, other.search(queries, k=10, **kwargs), strict=True):
+                    assert len(a) == len(b) > 0
+                    for x, y in zip(a, b, strict=True):  # same ranks; an id may differ only on a tie
+                        assert abs(x.score - y.score) < TOL
+                        assert x.id == y.id or abs(x.score - y.score) < 1e-6
+                        assert x.metadata == y.metadata
     finally:
         local.close()
         edge.close()
