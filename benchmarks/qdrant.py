@@ -77,9 +77,9 @@ class TorchIndex:
         return out
 
 
-def in_process_index(budgets):
+def in_process_index(budgets, dim):
     try:  # the project's in-process store, once it exists
-        from metaembed_rag.index.memory import MultiVectorIndex  # type: ignore[import-not-found]
+        from metaembed_rag.index import MultiVectorIndex
     except ImportError:
         return TorchIndex(budgets)
 
@@ -87,7 +87,7 @@ def in_process_index(budgets):
         name = "MultiVectorIndex"
 
         def __init__(self):
-            self.index = MultiVectorIndex(dim=None, stored_vectors=max(budgets))  # type: ignore[call-arg]
+            self.index = MultiVectorIndex(dim=dim, stored_vectors=max(budgets))
 
         def add(self, ids, docs, metas):
             self.index.add(ids, docs, metas)
@@ -153,7 +153,7 @@ def main() -> None:
     }
 
     with tempfile.TemporaryDirectory() as folder:
-        memory = in_process_index(budgets)
+        memory = in_process_index(budgets, args.dim)
         start = time.perf_counter()
         memory.add(ids, docs, metas)
         memory_add_s = time.perf_counter() - start
