@@ -66,13 +66,21 @@ def test_scores_match_float64_reference(corpus, dtype, budget):
         assert row[0].metadata == {"n": int(row[0].id[3:]), "parity": int(row[0].id[3:]) % 2}
 
 
-def test_kernel_chunking_and_normalize_are_exact(corpus):
+@pytest.mark.parametrize("strategy", ["auto", "batched", "per-vector"])
+def test_kernel_strategies_chunking_and_normalize_are_exact(corpus, strategy):
     docs, queries = corpus
     vectors = docs.float().transpose(0, 1).contiguous()
     ref = reference(queries, docs, (8, 16))
-    for chunk in (1, 7, 64, 1000):
-        got = maxsim_vector_major(queries.float(), vectors, (8, 16), chunk_size=chunk)
+    for chunk in (None, 1, 7, 64, 1000):
+        got = maxsim_vector_major(queries.float(), vectors, (8, 16), chunk_size=chunk, strategy=strategy)
         assert torch.allclose(got.double(), ref, rtol=1e-5, atol=1e-6)
+    for dtype in ("bfloat16", "int8"):  # converted chunks, scales folded in before the maximum
+        from metaembed_rag.index import StorageFormat
+
+        values, scales = StorageFormat.parse(dtype).encode(docs.float())
+        got = maxsim_vector_major(queries.float(), values, (16, 64), scales=scales, chunk_size=50, strategy=strategy)
+        stored = StorageFormat.parse(dtype).decode(values, scales).double()
+        assert torch.allclose(got.double(), reference(queries, stored, (16, 64)), rtol=1e-5, atol=1e-5)
     normalised = maxsim_vector_major(queries.float(), vectors, (8, 16), normalize=True)
     assert torch.allclose(normalised.double(), ref / 8, rtol=1e-5, atol=1e-6)
 

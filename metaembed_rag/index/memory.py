@@ -346,6 +346,16 @@ class MultiVectorIndex(MultiVectorStore):
                 snap = self._compacted(snap)
             self._snapshot = snap
 
+    def reserve(self, documents: int) -> None:
+        """Pre-allocate room for ``documents`` more documents (avoids regrowing during a large ingest)."""
+        if isinstance(documents, bool) or not isinstance(documents, int) or documents < 0:
+            raise InvalidInputError(f"documents must be a non-negative integer, got {documents!r}")
+        with self._lock:
+            snap = self._snapshot
+            if snap.count + documents > snap.capacity:
+                grown = self._grown(snap, snap.count + documents)
+                self._snapshot = grown
+
     def clear(self) -> None:
         """Remove every document."""
         with self._lock:
