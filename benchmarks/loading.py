@@ -147,6 +147,84 @@ def memory_child(path: str, dpi: int, limit: int) -> None:
     )
 
 
+def robustness_cases(folder: Path) -> list[tuple[str, Path, str | None]]:
+    """Bad inputs: (label, path, password). Fixtures from tests/data, the rest generated here."""
+    import pymupdf
+
+    data = ROOT / "tests" / "data"
+    good = (ROOT / "examples" / "field-guide.pdf").read_bytes()
+    (folder / "zero-byte.pdf").write_bytes(b"")
+    (folder / "not-a-pdf.pdf").write_text("plain text with a .pdf name\n")
+    (folder / "truncated-half.pdf").write_bytes(good[: len(good) // 2])
+    (folder / "truncated-300-bytes.pdf").write_bytes(good[:300])
+    doc = pymupdf.open()
+    for n in range(3000):
+        doc.new_page(width=300, height=200).insert_text((20, 100), f"page {n + 1} of a very long file")
+    doc.save(folder / "3000-pages.pdf")
+    doc.close()
+    doc = pymupdf.open(stream=good, filetype="pdf")
+    doc.save(folder / "aes256-encrypted.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="o")
+    doc.close()
+    (folder / "dangling-link.pdf").symlink_to(folder / "nowhere.pdf")
+    os.mkfifo(folder / "fifo.pdf")
+    (folder / "loop" / "sub").mkdir(parents=True)
+    (folder / "loop" / "sub" / "guide.pdf").write_bytes(good)
+    (folder / "loop" / "sub" / "back-to-top").symlink_to(folder / "loop")
+    fixtures = data / "r6-user-password.pdf"
+    return [
+        ("zero-byte file", folder / "zero-byte.pdf", None),
+        ("non-PDF named .pdf", folder / "not-a-pdf.pdf", None),
+        ("truncated PDF (half)", folder / "truncated-half.pdf", None),
+        ("truncated PDF (300 bytes)", folder / "truncated-300-bytes.pdf", None),
+        ("3000-page PDF", folder / "3000-pages.pdf", None),
+        ("AES-256 encrypted, no password", folder / "aes256-encrypted.pdf", None),
+        ("AES-256 encrypted, password given", folder / "aes256-encrypted.pdf", "pw"),
+        ("pypdf r6-user-password.pdf, no password", fixtures, None),
+        ("pypdf r6-user-password.pdf, wrong password", fixtures, "wrong"),
+        ("pypdf r6-user-password.pdf, password", fixtures, "asdfzxcv"),
+        ("pypdf r2-owner-password.pdf (owner password only)", data / "r2-owner-password.pdf", None),
+        ("ocrmypdf invalid.pdf (header only)", data / "invalid.pdf", None),
+        ("ocrmypdf hugemono.pdf (35000x35000 image)", data / "hugemono.pdf", None),
+        ("pikepdf cyclic-toc.pdf", data / "cyclic-toc.pdf", None),
+        ("pikepdf content-stream-errors.pdf", data / "content-stream-errors.pdf", None),
+        ("dangling symlink", folder / "dangling-link.pdf", None),
+        ("FIFO named .pdf", folder / "fifo.pdf", None),
+        ("folder with a symlink loop", folder / "loop", None),
+    ]
+
+
+def robustness() -> list[dict]:
+    """Load each bad input (render at 144 dpi + text, OCR off): pages loaded or the failure reason."""
+    from metaembed_rag.loaders import LoadFailure, load_pages
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, path, password in robustness_cases(Path(tmp)):
+            failures: list[LoadFailure] = []
+            start = time.perf_counter()
+            pages = problems = repaired = 0
+            for record in load_pages(path, password=password, ocr=False, failures=failures):
+                pages += 1
+                problems += record.problem is not None
+                repaired += bool(record.extra.get("repaired"))
+            outcome = f"loaded {pages} page(s)" if pages else "failed"
+            if repaired:
+                outcome += ", repaired by MuPDF"
+            if problems:
+                first = next(r for r in load_pages(path, password=password, ocr=False) if r.problem)
+                outcome += f"; {problems} with a problem: {first.problem}"
+            rows.append(
+                {
+                    "case": label,
+                    "outcome": outcome,
+                    "failures": [f.reason for f in failures],
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "metaembed-bench-debs")
@@ -179,6 +257,8 @@ def main() -> int:
     memory = json.loads(child.stdout.strip().splitlines()[-1])
     print(json.dumps(memory), flush=True)
 
+    robust = robustness()
+
     import pymupdf
 
     result = {
@@ -193,6 +273,7 @@ def main() -> int:
         "corpus": [f.name for f in files],
         "rates": rates,
         "memory": memory,
+        "robustness": robust,
         "target_pages_per_cpu_s_at_144": 50,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -229,7 +310,15 @@ def markdown(result: dict) -> str:
         f"{mem['pages_loaded']} pages rendered at {mem['dpi']} dpi + text in {mem['seconds']} s: "
         f"peak RSS {mem['peak_rss_mib']} MiB (before loading: {mem['rss_before_loading_mib']} MiB).",
         "",
+        "## Bad input (`load_pages`, 144 dpi + text, OCR off)",
+        "",
+        "| case | outcome | reported failure | s |",
+        "|---|---|---|---:|",
     ]
+    for row in result["robustness"]:
+        failures = "; ".join(row["failures"]) or "—"
+        lines.append(f"| {row['case']} | {row['outcome']} | {failures} | {row['seconds']} |")
+    lines.append("")
     return "\n".join(lines)
 
 

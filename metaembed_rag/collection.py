@@ -82,7 +82,11 @@ def starter_reference() -> str | None:
     """The starter model's path/id when :mod:`metaembed_rag.starter` is installed, else ``None``."""
     if importlib.util.find_spec("metaembed_rag.starter") is None:
         return None
-    return str(importlib.import_module("metaembed_rag.starter").STARTER_MODEL)
+    reference = str(importlib.import_module("metaembed_rag.starter").STARTER_MODEL)
+    if os.path.isabs(reference) and not os.path.isdir(reference):
+        logger.warning("the starter model folder %s is missing from this installation", reference)
+        return None
+    return reference
 
 
 def model_reference(model: str | os.PathLike | None) -> str:

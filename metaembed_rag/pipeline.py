@@ -211,7 +211,7 @@ def _why_empty(record, text_mode: bool, ocr: bool | None) -> str:
     if record.problem:
         return record.problem
     if record.extra.get("repaired"):
-        return "no content on this page of a damaged PDF (MuPDF repaired it)"
+        return "no text on this page of a damaged PDF (MuPDF repaired it)"
     if text_mode:
         if ocr is False:
             return "no text layer (scanned page) and OCR was turned off"

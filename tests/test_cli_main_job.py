@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from metaembed_rag.cli import main
-from metaembed_rag.collection import DocumentCollection, collection_lock
+from metaembed_rag.collection import DocumentCollection, collection_lock, starter_reference
 from metaembed_rag.loaders import ocr, ocr_available
 from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
@@ -126,7 +126,7 @@ def test_bad_files_are_reported_and_never_lose_pages(workdir, checkpoint, capsys
     assert report["files_indexed"] == 3 and report["pages_indexed"] == 2
     skipped = {Path(p["source"]).name: p["reason"] for p in report["pages_skipped"] + report["pages_failed"]}
     assert "decompression-bomb" in skipped["hugemono.pdf"]
-    assert "damaged PDF" in skipped["truncated.pdf"]  # MuPDF repairs it into one empty page
+    assert "damaged PDF" in skipped["truncated.pdf"]  # MuPDF repairs it into one page without content
     assert report["index_pages"] == 3  # the page indexed before is still there
     with_password = run_json(
         capsys, "index", str(bad / "r6-user-password.pdf"), "--password", "asdfzxcv", "--no-progress"
@@ -178,3 +178,17 @@ def test_scanned_page_is_indexed_through_ocr_once_tesseract_is_there(workdir, ch
     assert after["pages_skipped"] == []
     hits = run_json(capsys, "search", "boiler inspection", "--k", "5", "--source", "examples/scanned-memo.pdf")["hits"]
     assert len(hits) == 1 and "boiler" in hits[0]["snippet"]
+
+
+@pytest.mark.skipif(starter_reference() is None, reason="the starter model is not installed")
+def test_readme_main_job_with_the_starter_model(workdir, capsys):
+    report = run_json(capsys, "index", "examples/", "--no-progress")
+    assert report["files_indexed"] == 4 and report["files_failed"] == []
+    assert run_json(capsys, "info")["model"] == "starter"
+    for query, expected in [
+        ("Which month had the least rain?", "rainfall-chart.pdf"),
+        ("revenue per region in the fourth quarter", "sales-table.pdf"),
+        ("how to recognise a blue tit", "field-guide.pdf"),
+    ]:
+        top = run_json(capsys, "search", query, "--k", "1")["hits"][0]
+        assert top["source"].endswith(expected), (query, top)

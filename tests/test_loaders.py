@@ -133,7 +133,7 @@ def test_real_fixtures_invalid_and_pageless():
 
 def test_truncated_pdf_loads_what_is_left_or_fails_clearly(tmp_path):
     data = (EXAMPLES / "field-guide.pdf").read_bytes()
-    for keep in (len(data) // 3, len(data) - 200, 600):
+    for keep in (len(data) // 3, len(data) - 200, 600, 300):
         path = tmp_path / f"cut-{keep}.pdf"
         path.write_bytes(data[:keep])
         try:
@@ -143,6 +143,9 @@ def test_truncated_pdf_loads_what_is_left_or_fails_clearly(tmp_path):
             assert path.name in str(exc)
         else:
             assert records and all(r.image is not None or r.problem for r in records)
+            assert all(r.extra.get("repaired") for r in records)
+    with open_document(tmp_path / "cut-300.pdf") as doc:  # the page objects survive, their contents do not
+        assert [r.problem for r in doc.pages()] == ["the page has no content (damaged PDF, repaired by MuPDF)"] * 2
 
 
 def test_encrypted_pdfs(tmp_path):

@@ -142,7 +142,10 @@ class PdfDocument:
         try:
             doc = pymupdf.open(**opener)
         except Exception as exc:  # pymupdf raises FileDataError, RuntimeError, ValueError …
-            raise LoaderError(f"{label}: malformed PDF: {exc}") from exc
+            detail = str(exc)
+            if "filename" in opener:  # MuPDF repeats the full path; the label already names the file
+                detail = detail.replace(opener["filename"], Path(label).name)
+            raise LoaderError(f"{label}: malformed PDF: {detail}") from exc
         try:
             if doc.needs_pass:
                 if password is None:
@@ -230,6 +233,9 @@ class PdfDocument:
         bomb = _oversized_image(page, max_image_pixels)
         if bomb:
             record.problem = bomb
+        elif self.repaired and not record.has_text and not _has_content(page):
+            record.problem = "the page has no content (damaged PDF, repaired by MuPDF)"
+            return record
         if render and not bomb:
             try:
                 record.image, record.dpi = _render(page, dpi, max_pixels)
@@ -259,6 +265,13 @@ def _text_flags() -> int:
 def _clean_text(value: str) -> str:
     lines = [line.rstrip() for line in value.replace("\x00", "").splitlines()]
     return "\n".join(lines).strip()
+
+
+def _has_content(page) -> bool:
+    try:
+        return bool(page.get_contents())
+    except Exception:
+        return False
 
 
 def _oversized_image(page, max_image_pixels: int) -> str | None:
