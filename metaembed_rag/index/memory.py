@@ -393,7 +393,7 @@ class MultiVectorIndex(MultiVectorStore):
             snap = self._snapshot
         if not rows:
             return []
-        index = torch.tensor(rows, device=self._device)
+        index = torch.tensor(rows, device=snap.values.device)
         values = snap.values.index_select(1, index)
         scales = snap.scales.index_select(1, index) if snap.scales is not None else None
         vectors = self._format.decode(values, scales).cpu()
@@ -437,7 +437,7 @@ class MultiVectorIndex(MultiVectorStore):
         values = snap.values[: budget.r_c]
         scales = snap.scales[: budget.r_c] if snap.scales is not None else None
         if rows is not None and rows.numel() < GATHER_FRACTION * snap.count:
-            index = rows.to(self._device)
+            index = rows.to(snap.values.device)
             picked = values.index_select(1, index)
             picked_scales = scales.index_select(1, index) if scales is not None else None
             return maxsim_vector_major(queries, picked, budget, scales=picked_scales, normalize=normalize), rows
@@ -542,9 +542,11 @@ class MultiVectorIndex(MultiVectorStore):
             ids, metas = snap.ids[: snap.count], snap.metadatas[: snap.count]
         else:
             keep = snap.alive.nonzero().flatten()
-            values = snap.values[:, : snap.count].index_select(1, keep.to(self._device))
+            values = snap.values[:, : snap.count].index_select(1, keep.to(snap.values.device))
             scales = (
-                snap.scales[:, : snap.count].index_select(1, keep.to(self._device)) if snap.scales is not None else None
+                snap.scales[:, : snap.count].index_select(1, keep.to(snap.values.device))
+                if snap.scales is not None
+                else None
             )
             ids = [snap.ids[r] for r in keep.tolist()]
             metas = [snap.metadatas[r] for r in keep.tolist()]
