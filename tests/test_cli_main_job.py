@@ -18,6 +18,7 @@ from metaembed_rag.collection import DocumentCollection, collection_lock, starte
 from metaembed_rag.loaders import ocr, ocr_available
 from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
+from metaembed_rag.searcher import MetaEmbedSearcher
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DATA = Path(__file__).resolve().parent / "data"
@@ -71,6 +72,11 @@ def test_index_then_search_with_no_index_flags(workdir, checkpoint, capsys):
         model.encode_query([query]), model.encode_document(list(texts.values())), (8, 16), normalize=True
     )[0]
     assert torch.allclose(torch.tensor([h["score"] for h in hits]), expected, atol=2e-3)
+    # the index folder inside the collection is a plain MultiVectorIndex: the Python searcher reads it as is
+    searcher = MetaEmbedSearcher.load(".metaembed/default/index", model=model)
+    direct = searcher.search(query, budget=(8, 16), k=4)
+    assert [h.id for h in direct] == [h["id"] for h in hits]
+    assert "Bergen" in next(h.metadata["text"] for h in direct if h.id.endswith("rainfall-chart.pdf#page=1"))
     rainfall = next(h for h in hits if h["source"].endswith("rainfall-chart.pdf"))
     assert "May" in rainfall["snippet"] and len(rainfall["snippet"]) <= 202
 
@@ -159,6 +165,14 @@ def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory):
     with collection_lock(".metaembed/default"):
         assert main(["index", "examples/", "--no-progress"]) == 2
     assert "being written by another process" in capsys.readouterr().err
+    manifest = workdir / ".metaembed" / "default" / "collection.json"
+    config = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**config, "version": 99}))
+    assert main(["info"]) == 2
+    assert "format version 99" in capsys.readouterr().err
+    manifest.write_text("{not json")
+    assert main(["search", "rain"]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not ocr_available(), reason="Tesseract is not installed (apt-get install tesseract-ocr)")

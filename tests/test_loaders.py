@@ -260,3 +260,22 @@ def test_ocr_fallback_reads_the_scanned_page():
 def test_ocr_on_a_real_scan():
     record = next(load_pages(DATA / "c03-29.pdf", render=False))  # ocrmypdf fixture: a scanned book page
     assert record.text_source == "ocr" and "going-over" in record.text
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_and_folder_are_reported(tmp_path):
+    shutil.copy(EXAMPLES / "rainfall-chart.pdf", tmp_path / "ok.pdf")
+    locked = tmp_path / "locked.pdf"
+    shutil.copy(EXAMPLES / "sales-table.pdf", locked)
+    locked.chmod(0)
+    (tmp_path / "closed").mkdir()
+    (tmp_path / "closed").chmod(0)
+    try:
+        failures: list[LoadFailure] = []
+        records = list(load_pages(tmp_path, render=False, failures=failures))
+    finally:
+        locked.chmod(0o644)
+        (tmp_path / "closed").chmod(0o755)
+    assert [Path(r.source).name for r in records] == ["ok.pdf"]
+    reasons = {Path(f.source).name: f.reason for f in failures}
+    assert "Permission denied" in reasons["locked.pdf"] and "Permission denied" in reasons["closed"]

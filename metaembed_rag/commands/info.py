@@ -27,12 +27,13 @@ def run(args: argparse.Namespace) -> int:
         print_json(info)
         return 0
     out = sys.stdout
+    how = "page text; OCR for scans" if info["embedding_mode"] == "text" else f"pages rendered at {info['dpi']:g} dpi"
     incomplete = f" ({len(info['incomplete_files'])} incomplete)" if info["incomplete_files"] else ""
     out.write(
         f"index:      {display_path(info['path'])}\n"
         f"model:      {info['model']} ({info['model_name']}, dim {info['embedding_dim']}, "
         f"fingerprint {info['model_fingerprint']})\n"
-        f"embedding:  {info['embedding_mode']} (pages rendered at {info['dpi']:g} dpi)\n"
+        f"embedding:  {info['embedding_mode']} ({how})\n"
         f"files:      {info['files']}{incomplete}\n"
         f"pages:      {info['pages']} ({info['skipped_pages']} skipped)\n"
         f"size:       {human_bytes(info['size_bytes'])}\n"

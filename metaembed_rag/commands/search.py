@@ -61,7 +61,7 @@ def snippet(text: str, query: str | None, width: int = SNIPPET_CHARS) -> str:
 
     Example:
         >>> snippet("alpha beta. gamma delta rain in May. epsilon", "rain May", width=20)
-        '…gamma delta rain in May…'
+        '…delta rain in May.…'
     """
     flat = " ".join(text.split())
     if len(flat) <= width:
@@ -77,8 +77,11 @@ def snippet(text: str, query: str | None, width: int = SNIPPET_CHARS) -> str:
         if not words:
             break
     start = max(0, min(best, len(flat) - width))
-    piece = flat[start : start + width].strip()
-    return ("…" if start > 0 else "") + piece + ("…" if start + width < len(flat) else "")
+    end = start + width
+    if end < len(flat) and " " in flat[start:end]:
+        end = flat.rindex(" ", start, end)  # stop at a word boundary
+    piece = flat[start:end].strip()
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(flat) else "")
 
 
 def run(args: argparse.Namespace) -> int:
