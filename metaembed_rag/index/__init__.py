@@ -20,7 +20,17 @@ from .base import (
 from .memory import MultiVectorIndex, check_model_identity
 from .storage import StorageFormat
 
+
+def __getattr__(name: str):
+    if name == "QdrantMultiVectorStore":  # needs the `qdrant` extra: imported on first use
+        from .qdrant import QdrantMultiVectorStore
+
+        return QdrantMultiVectorStore
+    raise AttributeError(f"module 'metaembed_rag.index' has no attribute {name!r}")
+
+
 __all__ = [
+    "QdrantMultiVectorStore",
     "Cascade",
     "MetadataFilter",
     "MultiVectorIndex",
