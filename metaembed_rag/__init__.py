@@ -24,15 +24,40 @@ _LAZY = {
     "MetaEmbedModel": "metaembed_rag.modeling.model",
     "MetaEmbedConfig": "metaembed_rag.modeling.config",
     "maxsim": "metaembed_rag.scoring",
+    "MultiVectorIndex": "metaembed_rag.index.memory",
+    "MultiVectorStore": "metaembed_rag.index.base",
+    "SearchHit": "metaembed_rag.index.base",
+    "QdrantMultiVectorStore": "metaembed_rag.index.qdrant",
+    "MetaEmbedSearcher": "metaembed_rag.searcher",
+    "LazySearcher": "metaembed_rag.lazy_searcher",
+    "RetrievedPage": "metaembed_rag.results",
+    "DocumentCollection": "metaembed_rag.collection",
+    "index_files": "metaembed_rag.pipeline",
+    "load_pages": "metaembed_rag.loaders",
+    "PageRecord": "metaembed_rag.loaders",
+    "STARTER_MODEL": "metaembed_rag.starter",
 }
+_ADAPTERS = {"langchain": "langchain", "llama_index": "llama-index"}
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .collection import DocumentCollection
+    from .index.base import MultiVectorStore, SearchHit
+    from .index.memory import MultiVectorIndex
+    from .index.qdrant import QdrantMultiVectorStore
+    from .lazy_searcher import LazySearcher
+    from .loaders import PageRecord, load_pages
     from .modeling.config import MetaEmbedConfig
     from .modeling.model import MetaEmbedModel
+    from .pipeline import index_files
+    from .results import RetrievedPage
     from .scoring import maxsim
+    from .searcher import MetaEmbedSearcher
+    from .starter import STARTER_MODEL
 
 
 def __getattr__(name: str) -> Any:
+    if name in _ADAPTERS:  # `metaembed_rag.langchain` as an attribute: import the adapter (typed error if absent)
+        return importlib.import_module(f"metaembed_rag.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'metaembed_rag' has no attribute {name!r}")
@@ -47,10 +72,22 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "MATRYOSHKA_GROUPS",
+    "STARTER_MODEL",
     "Budget",
+    "DocumentCollection",
+    "LazySearcher",
     "MetaEmbedConfig",
     "MetaEmbedError",
     "MetaEmbedModel",
+    "MetaEmbedSearcher",
+    "MultiVectorIndex",
+    "MultiVectorStore",
+    "PageRecord",
+    "QdrantMultiVectorStore",
+    "RetrievedPage",
+    "SearchHit",
     "__version__",
+    "index_files",
+    "load_pages",
     "maxsim",
 ]

@@ -24,6 +24,12 @@ from .errors import InvalidInputError
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 """Target size of one chunk of candidate vectors converted for scoring (64 MiB)."""
 
+CPU_SLICE_BYTES = 3 * 1024 * 1024
+"""Vector-major scoring on the CPU: bytes of one ``[chunk, d]`` float32 slice, sized for the L2/L3 caches."""
+
+GPU_SLICE_BYTES = 256 * 1024 * 1024
+"""Vector-major scoring on a GPU: bytes of one ``[chunk, d]`` slice streamed per matrix product."""
+
 
 def _check_embeddings(name: str, tensor: torch.Tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
@@ -90,6 +96,122 @@ def maxsim(
     if normalize:
         out /= b.r_q
     return out
+
+
+def maxsim_vector_major(
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    budget: BudgetLike | None = None,
+    *,
+    scales: torch.Tensor | None = None,
+    normalize: bool = False,
+    chunk_size: int | None = None,
+    strategy: str = "auto",
+) -> torch.Tensor:
+    """Budgeted MaxSim against candidates stored vector-major, ``[R_c, n_c, d]``: the layout of the index.
+
+    Vector ``j`` of every candidate is the contiguous block ``vectors[j]``, so any budget prefix ``r_c`` is
+    ``vectors[:r_c]`` with no strided gather. Candidates are streamed in chunks, with one of two strategies:
+
+    - ``"batched"``: per chunk, one batched product ``[r_c, n_q·r_q, chunk]`` then a max over ``r_c`` (few
+      large kernels: the choice for GPUs and for float32 on the CPU);
+    - ``"per-vector"``: per chunk, one product per candidate vector feeding a running maximum kept in cache
+      (no large temporary: the choice on the CPU when chunks need converting to float32).
+
+    Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 chunks are converted to
+    float32 before the product (exact); on a GPU they are multiplied in their own dtype (bf16/fp16 tensor
+    cores; int8 through an exact bf16 copy), so similarities are rounded to that dtype before the maximum.
+    The sum over query vectors is float32 everywhere. ``scales`` ``[R_c, n_c]`` (int8 only) are the
+    per-vector dequantisation factors, applied to the products before the maximum, because
+    ``max_j s_j <q, c_j>`` is not ``max_j <q, c_j>`` times anything.
+
+    Example:
+        >>> import torch
+        >>> q = torch.ones(1, 2, 4) / 2; v = torch.ones(4, 3, 4) / 2
+        >>> maxsim_vector_major(q, v, budget=(2, 4)).tolist()
+        [[2.0, 2.0, 2.0]]
+    """
+    _check_embeddings("queries", queries)
+    _check_embeddings("vectors", vectors)
+    if queries.shape[-1] != vectors.shape[-1]:
+        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {vectors.shape[-1]}")
+    if strategy not in ("auto", "batched", "per-vector"):
+        raise InvalidInputError(f"strategy must be 'auto', 'batched' or 'per-vector', got {strategy!r}")
+    b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=vectors.shape[0])
+    if vectors.dtype == torch.int8 and scales is None:
+        raise InvalidInputError("int8 vectors need their per-vector scales")
+    device = vectors.device
+    n_q, dim, n_c = queries.shape[0], vectors.shape[-1], vectors.shape[1]
+    out = torch.empty(n_q, n_c, dtype=torch.float32, device=device)
+    if n_c == 0 or n_q == 0:
+        return out
+    on_gpu = device.type != "cpu"
+    # GPU: multiply in the storage dtype (int8 through an exact bf16 copy); CPU: in float32
+    compute_dtype = (torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype) if on_gpu else torch.float32
+    convert = vectors.dtype != compute_dtype
+    if strategy == "auto":
+        strategy = "batched" if on_gpu or not convert else "per-vector"
+    flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
+    if strategy == "batched":
+        _batched(flat, vectors[: b.r_c], scales, out, n_q, b.r_q, chunk_size, convert, on_gpu)
+    else:
+        _per_vector(flat, vectors[: b.r_c], scales, out, n_q, b.r_q, chunk_size, convert, on_gpu)
+    if normalize:
+        out /= b.r_q
+    return out
+
+
+def _batched(flat, vectors, scales, out, n_q, r_q, chunk_size, convert, on_gpu) -> None:
+    r_c, n_c, dim = vectors.shape
+    rows = flat.shape[0]
+    if chunk_size is None:
+        # keep the [r_c, rows, chunk] products (and a converted chunk) within the budget
+        per_candidate = r_c * max(rows * 4, dim * flat.element_size() if convert else 0)
+        target = GPU_SLICE_BYTES if on_gpu else 4 * 1024 * 1024
+        chunk_size = max(64, target // per_candidate)
+    for start in range(0, n_c, chunk_size):
+        stop = min(start + chunk_size, n_c)
+        block = vectors[:, start:stop]
+        if convert:
+            block = block.to(flat.dtype)
+        products = torch.matmul(flat, block.transpose(1, 2))  # [r_c, rows, width]
+        if scales is not None:
+            products = products * scales[:, None, start:stop]
+        best = products.amax(dim=0)
+        torch.sum(best.view(n_q, r_q, stop - start).to(torch.float32), dim=1, out=out[:, start:stop])
+
+
+def _per_vector(flat, vectors, scales, out, n_q, r_q, chunk_size, convert, on_gpu) -> None:
+    r_c, n_c, dim = vectors.shape
+    rows = flat.shape[0]
+    if chunk_size is None:
+        target = GPU_SLICE_BYTES if on_gpu else CPU_SLICE_BYTES
+        chunk_size = max(64, target // (dim * 4))
+        if not on_gpu and rows > 64:  # many queries: keep the [rows, chunk] maxima in cache too
+            chunk_size = max(64, min(chunk_size, (1024 * 1024) // (rows * 4)))
+    chunk_size = min(chunk_size, n_c)
+    device = vectors.device
+    buffer = torch.empty(chunk_size, dim, dtype=flat.dtype, device=device) if convert else None
+    best = torch.empty(rows, chunk_size, dtype=torch.float32, device=device)
+    sims = torch.empty(rows, chunk_size, dtype=flat.dtype, device=device)
+    for start in range(0, n_c, chunk_size):
+        stop = min(start + chunk_size, n_c)
+        width = stop - start
+        acc = best[:, :width]
+        for j in range(r_c):
+            block = vectors[j, start:stop]
+            if convert:
+                block = buffer[:width].copy_(block)
+            product = torch.mm(flat, block.T, out=sims[:, :width])
+            if scales is not None:
+                product = product * scales[j, start:stop]
+            if product.dtype != torch.float32:
+                product = product.to(torch.float32)
+            if j == 0:
+                acc.copy_(product)
+            else:
+                torch.maximum(acc, product, out=acc)
+        torch.sum(acc.view(n_q, r_q, width), dim=1, out=out[:, start:stop])
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,3 +38,9 @@ def tiny_qwen_model(tiny_qwen_dir):
     from metaembed_rag import MetaEmbedModel
 
     return MetaEmbedModel.from_backbone(str(tiny_qwen_dir), 4, 8, device="cpu", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_index(tmp_path, monkeypatch):
+    """Keep tests away from a real ``./.metaembed/default`` a developer may have built in the checkout."""
+    monkeypatch.setenv("METAEMBED_RAG_INDEX", str(tmp_path / "no-default-index"))

@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,4 +523,6 @@ def _load_adapter(backbone: nn.Module, adapter_dir: Path) -> nn.Module:
         raise CheckpointError(
             f"{adapter_dir} has no adapter_model.safetensors (pickled adapters are refused for safety)"
         )
-    return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=False)
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; not actionable by users
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*gradient_checkpointing.*")
+        return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=False)

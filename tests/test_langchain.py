@@ -1,0 +1,302 @@
+"""LangChain adapters against the real langchain-core classes, a real (untrained) MiniLM MetaEmbed model and
+real PDFs. An untrained model gives no reliable ranking, so ranking is asserted only where the signal is exact
+(a document identical to the query scores highest)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("langchain_core")
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import ConfigurableField, RunnablePassthrough
+from langchain_core.tools import create_retriever_tool
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from metaembed_rag.errors import BudgetError, InvalidInputError, MetaEmbedError, UnsupportedInputError
+from metaembed_rag.langchain import (
+    MetaEmbedEmbeddings,
+    MetaEmbedReranker,
+    MetaEmbedRetriever,
+    VisualPDFLoader,
+    image_content_blocks,
+    multimodal_message,
+)
+
+TEXTS = [
+    "Solar panels convert sunlight into electricity with photovoltaic cells.",
+    "A sponge cake needs flour, sugar, eggs and butter.",
+    "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+    "Late interaction scores each query vector against its best matching document vector.",
+]
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page(width=300, height=200)
+        page.insert_text((20, 40), text, fontsize=9)
+    doc.save(str(path))
+    doc.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def retriever(minilm_model):
+    docs = [Document(page_content=t, metadata={"topic": i % 2, "n": i}) for i, t in enumerate(TEXTS)]
+    return MetaEmbedRetriever.from_documents(docs, model=minilm_model, k=3)
+
+
+@pytest.fixture(scope="module")
+def pdf_file(tmp_path_factory):
+    return make_pdf(tmp_path_factory.mktemp("pdfs") / "report.pdf", TEXTS[:2])
+
+
+def test_construction_is_cheap_and_every_field_has_a_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    retriever = MetaEmbedRetriever(budget=(8, 16))
+    assert retriever.k == 5 and retriever.cascade is None and retriever.filter is None
+    assert retriever.engine.loaded is False  # no model loaded until the first query
+    assert MetaEmbedRetriever().budget == (8, 16)
+
+
+def test_no_arguments_uses_the_cli_default_index(minilm_model, pdf_file, tmp_path, monkeypatch):
+    from metaembed_rag.collection import DocumentCollection
+    from metaembed_rag.pipeline import index_files
+
+    checkpoint = minilm_model.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
+    collection = DocumentCollection.create(".metaembed/default", model=str(checkpoint))
+    index_files(collection, [pdf_file], show_progress=False)
+
+    retriever = MetaEmbedRetriever(k=2)  # no model, no index: the CLI's default index and its model
+    docs = retriever.invoke(TEXTS[1])
+    assert docs[0].page_content.startswith("A sponge cake") and docs[0].metadata["page"] == 2
+    assert docs[0].metadata["source"] == str(pdf_file.resolve())
+    assert retriever.engine.model.fingerprint == minilm_model.fingerprint
+
+
+def test_invoke_returns_documents_with_text_and_metadata(retriever):
+    docs = retriever.invoke(TEXTS[2])
+    assert len(docs) == 3
+    assert all(isinstance(d, Document) for d in docs)
+    top = docs[0]
+    assert top.page_content == TEXTS[2]  # exact duplicate of the query ranks first
+    assert top.metadata["n"] == 2 and top.metadata["topic"] == 0  # user metadata kept
+    assert top.metadata["budget"] == [8, 16]
+    assert "text" not in top.metadata
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+    assert top.id == top.metadata["id"]
+
+
+def test_per_call_overrides(retriever):
+    docs = retriever.invoke(TEXTS[0], budget=(16, 64), k=1)
+    assert len(docs) == 1 and docs[0].metadata["budget"] == [16, 64]
+    assert docs[0].page_content == TEXTS[0]
+    filtered = retriever.invoke(TEXTS[0], filter={"topic": 1}, k=4)
+    assert filtered and all(d.metadata["topic"] == 1 for d in filtered)
+    cascaded = retriever.invoke(TEXTS[3], budget=(16, 64), cascade=((1, 1), 3), k=2)
+    assert len(cascaded) == 2 and cascaded[0].page_content == TEXTS[3]
+    with pytest.raises(InvalidInputError, match="unknown retriever option"):
+        retriever.invoke(TEXTS[0], bogus=1)
+
+
+def test_configurable_fields_share_the_index(retriever):
+    configurable = retriever.configurable_fields(budget=ConfigurableField(id="budget"), k=ConfigurableField(id="k"))
+    docs = configurable.invoke(TEXTS[1], config={"configurable": {"budget": (2, 4), "k": 2}})
+    assert len(docs) == 2 and docs[0].metadata["budget"] == [2, 4]
+    assert docs[0].page_content == TEXTS[1]  # same index as the original: nothing re-added
+    assert len(configurable.invoke(TEXTS[1])) == 3  # defaults unchanged
+
+
+def test_async_runs_off_the_event_loop_and_matches_sync(retriever, monkeypatch):
+    threads: list[int] = []
+    real = retriever.engine.retrieve
+
+    def recording(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(retriever.engine, "retrieve", recording)
+
+    async def run():
+        loop_thread = threading.get_ident()
+        results = await asyncio.gather(*(retriever.ainvoke(t, k=2) for t in TEXTS))
+        return loop_thread, results
+
+    loop_thread, results = asyncio.run(run())
+    assert len(threads) == len(TEXTS) and loop_thread not in threads
+    for text, docs in zip(TEXTS, results, strict=True):
+        assert docs[0].page_content == text
+        assert [d.id for d in docs] == [d.id for d in retriever.invoke(text, k=2)]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [(None, InvalidInputError), (b"bytes", UnsupportedInputError), ("", InvalidInputError), ("  ", InvalidInputError)],
+)
+def test_bad_queries_raise_typed_errors(retriever, query, error):
+    with pytest.raises(error):
+        retriever.invoke(query)
+
+
+def test_budget_above_what_the_index_stores(retriever):
+    with pytest.raises(BudgetError, match="r_c=128"):
+        retriever.invoke(TEXTS[0], budget=(16, 128))
+    with pytest.raises(BudgetError):
+        retriever.invoke(TEXTS[0], budget=(32, 16))
+    with pytest.raises(BudgetError):
+        retriever.invoke(TEXTS[0], budget="not a budget")
+    assert retriever.invoke(TEXTS[0], k=1)[0].page_content == TEXTS[0]  # nothing lost
+
+
+def test_bad_construction_and_documents(minilm_model):
+    with pytest.raises(UnsupportedInputError):
+        MetaEmbedRetriever(index=42)
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRetriever(image="jpeg-please")
+    retriever = MetaEmbedRetriever(model=minilm_model)
+    with pytest.raises(InvalidInputError):
+        retriever.add_documents(["not a document"])
+    with pytest.raises(InvalidInputError):
+        retriever.add_documents([Document(page_content="   ")])
+
+
+def test_from_pdfs_with_page_images(minilm_model, pdf_file, tmp_path):
+    by_path = MetaEmbedRetriever.from_pdfs([pdf_file], model=minilm_model, image_dir=tmp_path / "img", k=2)
+    docs = by_path.invoke(TEXTS[1])
+    assert {d.metadata["page"] for d in docs} == {1, 2}
+    assert all(d.metadata["source"] == str(pdf_file) for d in docs)
+    top = docs[0]
+    assert top.metadata["page"] == 2 and "flour" in top.page_content
+    assert Path(top.metadata["image_path"]).is_file()
+
+    as_base64 = MetaEmbedRetriever(model=minilm_model, index=by_path.engine.index, image="base64", k=1)
+    doc = as_base64.invoke(TEXTS[0])[0]
+    image = Image.open(io.BytesIO(base64.b64decode(doc.metadata["image_base64"])))
+    assert image.size[0] > 50 and doc.metadata["image_mime_type"] == "image/png"
+
+    blocks = image_content_blocks(docs)
+    kinds = [b["type"] for b in blocks]
+    assert kinds.count("image") == 2 and kinds.count("text") == 2
+    assert all(b["mime_type"] == "image/png" and b["base64"] for b in blocks if b["type"] == "image")
+    message = multimodal_message("What does the cake need?", docs)
+    assert isinstance(message, HumanMessage) and message.content[0]["text"] == "What does the cake need?"
+
+
+class _PromptRecorder(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.prompts.extend(str(m.content) for batch in messages for m in batch)
+
+
+def test_lcel_chain_with_a_fake_chat_model(retriever):
+    """A RAG chain: retriever -> prompt -> chat model -> parser. The chat model is langchain-core's fake
+    (offline stand-in for a real LLM); the test checks that retrieved text reaches the model's prompt."""
+    prompt = ChatPromptTemplate.from_messages([("human", "Context:\n{context}\n\nQuestion: {question}")])
+    llm = GenericFakeChatModel(messages=iter([AIMessage(content="1648.")]))
+    chain = (
+        {
+            "context": retriever.with_config(configurable={}) | (lambda ds: "\n".join(d.page_content for d in ds)),
+            "question": RunnablePassthrough(),
+        }
+        | prompt
+        | llm
+        | StrOutputParser()
+    )
+    recorder = _PromptRecorder()
+    answer = chain.invoke(TEXTS[2], config={"callbacks": [recorder]})
+    assert answer == "1648."
+    assert any(TEXTS[2] in p for p in recorder.prompts)
+
+
+def test_retriever_tool_in_an_agent_loop(retriever):
+    tool = create_retriever_tool(retriever, "search_notes", "Search the notes for facts.")
+    assert TEXTS[0] in tool.invoke({"query": TEXTS[0]})
+    llm = GenericFakeChatModel(
+        messages=iter(
+            [
+                AIMessage(content="", tool_calls=[{"name": "search_notes", "args": {"query": TEXTS[2]}, "id": "c1"}]),
+                AIMessage(content="The war ended in 1648."),
+            ]
+        )
+    )
+    messages = [HumanMessage(content="When did the Thirty Years' War end?")]
+    ai = llm.invoke(messages)
+    messages.append(ai)
+    for call in ai.tool_calls:
+        result = tool.invoke(call)  # a ToolCall in -> a ToolMessage out
+        assert isinstance(result, ToolMessage) and TEXTS[2] in result.content
+        messages.append(result)
+    assert llm.invoke(messages).content == "The war ended in 1648."
+
+
+def test_embeddings_are_the_1_1_vector(minilm_model):
+    embeddings = MetaEmbedEmbeddings(model=minilm_model)
+    query_vector = embeddings.embed_query(TEXTS[0])
+    expected = minilm_model.encode_query([TEXTS[0]], budget=(1, 1))[0, 0].tolist()
+    assert query_vector == pytest.approx(expected, abs=1e-6)
+    doc_vectors = embeddings.embed_documents(TEXTS)
+    assert len(doc_vectors) == 4 and len(doc_vectors[0]) == minilm_model.embedding_dim
+    store = InMemoryVectorStore.from_texts(TEXTS, embeddings)
+    assert len(store.similarity_search(TEXTS[1], k=2)) == 2
+    assert asyncio.run(embeddings.aembed_query(TEXTS[0])) == pytest.approx(query_vector, abs=1e-6)
+    with pytest.raises(InvalidInputError):
+        embeddings.embed_documents("one string")
+    with pytest.raises(MetaEmbedError):
+        embeddings.embed_query("")
+
+
+def test_visual_pdf_loader(pdf_file):
+    docs = list(VisualPDFLoader(pdf_file).lazy_load())
+    assert [d.metadata["page"] for d in docs] == [1, 2]
+    assert "photovoltaic" in docs[0].page_content and "image_base64" not in docs[0].metadata
+    with_images = VisualPDFLoader(pdf_file, include_image=True, dpi=48).load()
+    raw = base64.b64decode(with_images[1].metadata["image_base64"])
+    assert Image.open(io.BytesIO(raw)).format == "PNG"
+
+
+def test_reranker_rescores_another_retrievers_documents(minilm_model):
+    other = InMemoryVectorStore.from_texts(TEXTS, MetaEmbedEmbeddings(model=minilm_model)).as_retriever(k=4)
+    candidates = other.invoke(TEXTS[3])
+    reranked = MetaEmbedReranker(model=minilm_model, budget=(16, 64), top_n=2).compress_documents(candidates, TEXTS[3])
+    assert len(reranked) == 2 and reranked[0].page_content == TEXTS[3]
+    assert reranked[0].metadata["rerank_score"] >= reranked[1].metadata["rerank_score"]
+    with pytest.raises(BudgetError):
+        MetaEmbedReranker(model=minilm_model, budget=(16, 65)).compress_documents(candidates, "x")
+    with pytest.raises(InvalidInputError):
+        MetaEmbedReranker(model=minilm_model, top_n=0)
+
+
+def test_missing_extra_names_the_install_command():
+    code = (
+        "import sys; sys.modules['langchain_core'] = None\n"
+        "from metaembed_rag.errors import MissingDependencyError\n"
+        "try:\n"
+        "    import metaembed_rag.langchain\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert "pip install 'metaembed-rag[langchain]'" in done.stdout

@@ -1,0 +1,264 @@
+"""LlamaIndex adapters against the real llama-index-core classes, a real (untrained) MiniLM MetaEmbed model,
+a tiny real Qwen2.5-VL for image queries, and real PDFs. Ranking is asserted only where the signal is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.llms.types import ImageBlock, TextBlock
+from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
+from llama_index.core.objects import ObjectIndex
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import Node, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.tools import FunctionTool, QueryEngineTool, RetrieverTool
+from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+
+from metaembed_rag.errors import (
+    BudgetError,
+    DuplicateIdError,
+    InvalidInputError,
+    UnsupportedInputError,
+)
+from metaembed_rag.llama_index import (
+    MetaEmbedEmbedding,
+    MetaEmbedRerank,
+    MetaEmbedRetriever,
+    VisualPDFReader,
+    tool_retriever,
+)
+
+TEXTS = [
+    "Solar panels convert sunlight into electricity with photovoltaic cells.",
+    "A sponge cake needs flour, sugar, eggs and butter.",
+    "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+    "Late interaction scores each query vector against its best matching document vector.",
+]
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page(width=300, height=200)
+        page.insert_text((20, 40), text, fontsize=9)
+    doc.save(str(path))
+    doc.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pdf_file(tmp_path_factory):
+    return make_pdf(tmp_path_factory.mktemp("pdfs") / "notes.pdf", TEXTS)
+
+
+@pytest.fixture(scope="module")
+def retriever(minilm_model, pdf_file):
+    return MetaEmbedRetriever.from_pdfs([pdf_file], model=minilm_model, k=2)
+
+
+def test_construction_is_cheap(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    retriever = MetaEmbedRetriever(budget=(4, 8))
+    assert retriever.engine.loaded is False
+
+
+def test_text_query_returns_nodes_with_text_and_image(retriever, pdf_file):
+    results = retriever.retrieve(TEXTS[2])
+    assert len(results) == 2 and all(isinstance(r, NodeWithScore) for r in results)
+    top = results[0]
+    assert isinstance(top.node, Node)
+    assert top.node.text_resource.text.startswith("The Treaty of Westphalia")  # exact page text ranks first
+    assert top.node.metadata["source"] == str(pdf_file) and top.node.metadata["page"] == 3
+    assert top.node.metadata["budget"] == [8, 16]
+    assert top.score == pytest.approx(top.node.metadata["score"])
+    assert top.node.image_resource is not None and top.node.image_resource.data  # re-rendered page
+    kinds = [type(b).__name__ for b in top.node.get_content_blocks()]
+    assert kinds == ["TextBlock", "ImageBlock"]
+
+
+def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
+    wide = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), k=4, image=None)
+    nodes = wide.retrieve(TEXTS[0])
+    assert len(nodes) == 4 and nodes[0].node.metadata["budget"] == [16, 64]
+    assert nodes[0].node.image_resource is None
+    only_page_two = MetaEmbedRetriever(engine=retriever.engine, filters={"page": {"$in": [2]}}, k=3)
+    assert [n.node.metadata["page"] for n in only_page_two.retrieve(TEXTS[0])] == [2]
+    li_filters = MetadataFilters(
+        filters=[
+            MetadataFilter(key="page", value=2, operator=">="),
+            MetadataFilter(key="page", value=[3], operator="nin"),
+        ]
+    )
+    by_li_filter = MetaEmbedRetriever(engine=retriever.engine, filters=li_filters, k=4)
+    assert sorted(n.node.metadata["page"] for n in by_li_filter.retrieve(TEXTS[0])) == [2, 4]
+    exact = MetadataFilters(filters=[MetadataFilter(key="page", value=[1, 4], operator="in")])
+    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"page": {"$in": [1, 4]}}
+    with pytest.raises(UnsupportedInputError, match="text_match"):
+        MetaEmbedRetriever(filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator="text_match")]))
+    cascade = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), cascade=((1, 1), 3), k=1)
+    assert cascade.retrieve(TEXTS[1])[0].node.metadata["page"] == 2
+
+
+def test_async_retrieve(retriever):
+    async def run():
+        return await asyncio.gather(*(retriever.aretrieve(t) for t in TEXTS))
+
+    results = asyncio.run(run())
+    assert [r[0].node.metadata["page"] for r in results] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [("", InvalidInputError), ("   ", InvalidInputError), (QueryBundle(query_str=""), InvalidInputError)],
+)
+def test_bad_queries(retriever, query, error):
+    with pytest.raises(error):
+        retriever.retrieve(query)
+
+
+def test_bad_construction_and_budget(retriever):
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRetriever(k=0)
+    with pytest.raises(BudgetError):
+        MetaEmbedRetriever(budget=(0, 1))
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRetriever(filters="page=1")
+    too_big = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 128))
+    with pytest.raises(BudgetError, match="r_c=128"):
+        too_big.retrieve(TEXTS[0])
+    with pytest.raises(InvalidInputError):
+        retriever.add_nodes(["not a node"])
+
+
+def test_image_query_to_a_text_only_model(retriever, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "q.png"
+    Image.new("RGB", (32, 32), "red").save(path)
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        retriever.retrieve(QueryBundle(query_str="", image_path=str(path)))
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        MetaEmbedEmbedding(model=retriever.engine.model).get_image_embedding(str(path))
+
+
+def test_image_query_with_a_vision_model(request, pdf_file, tmp_path):
+    pytest.importorskip("fixtures.tiny_qwen")
+    model = request.getfixturevalue("tiny_qwen_model")
+    retriever = MetaEmbedRetriever.from_pdfs([pdf_file], model=model, budget=(4, 8), k=4, load_options={"dpi": 36})
+    page_image = retriever.retrieve(TEXTS[0])[0].node.metadata
+    assert page_image["budget"] == [4, 8]
+    from metaembed_rag.results import render_pdf_page
+
+    query_image = tmp_path / "page3.png"
+    render_pdf_page(pdf_file, 3, dpi=36).save(query_image)
+    results = retriever.retrieve(QueryBundle(query_str="", image_path=str(query_image)))
+    assert len(results) == 4 and {r.node.metadata["page"] for r in results} == {1, 2, 3, 4}
+    embedding = MetaEmbedEmbedding(model=model)
+    vectors = embedding.get_image_embedding(str(query_image))
+    assert len(vectors) == model.embedding_dim
+
+
+def test_multimodal_query_engine_sends_text_and_images(retriever):
+    """``RetrieverQueryEngine(multimodal=True)`` with llama-index-core's own mock chat LLM (the offline
+    stand-in for a multimodal LLM) — it records the messages it was sent."""
+    llm = MockLLMWithChatMemoryOfLastCall(is_chat_model=True)
+    engine = RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True)
+    response = engine.query(TEXTS[1])
+    assert response.source_nodes[0].node.metadata["page"] == 2
+    blocks = [b for message in llm.last_chat_messages for b in message.blocks]
+    assert any(isinstance(b, ImageBlock) for b in blocks)
+    assert any(isinstance(b, TextBlock) and "sponge cake" in b.text for b in blocks)
+
+
+def test_retriever_and_query_engine_tools(retriever):
+    tool = RetrieverTool.from_defaults(retriever, name="search_notes", description="Search the notes.")
+    output = tool.call(query_str=TEXTS[2])
+    assert "Westphalia" in output.content
+    qe_tool = QueryEngineTool.from_defaults(
+        RetrieverQueryEngine.from_args(retriever, llm=MockLLMWithChatMemoryOfLastCall(is_chat_model=True)),
+        name="ask_notes",
+        description="Answer questions about the notes.",
+    )
+    assert qe_tool.call(input=TEXTS[0]).raw_output.source_nodes[0].node.metadata["page"] == 1
+
+
+def _tools():
+    def add(a: int, b: int) -> int:
+        """Add two integers and return their sum."""
+        return a + b
+
+    def weather(city: str) -> str:
+        """Get the current weather forecast for a city."""
+        return f"sunny in {city}"
+
+    def translate(text: str) -> str:
+        """Translate English text into French."""
+        return text
+
+    return [FunctionTool.from_defaults(f) for f in (add, weather, translate)]
+
+
+def test_tool_retrieval(minilm_model):
+    tools = _tools()
+    picker = tool_retriever(tools, k=3, model=minilm_model, budget=(16, 64))
+    exact = tools[1].metadata.description
+    chosen = picker.retrieve(exact)
+    assert len(chosen) == 3 and chosen[0].metadata.name == "weather"
+    assert chosen[0].call(city="Paris").content == "sunny in Paris"
+    with pytest.raises(DuplicateIdError):
+        tool_retriever([tools[0], tools[0]], model=minilm_model)
+    # The embedding works in LlamaIndex's own ObjectIndex too.
+    object_index = ObjectIndex.from_objects(
+        tools, index_cls=VectorStoreIndex, embed_model=MetaEmbedEmbedding(minilm_model)
+    )
+    assert len(object_index.as_retriever(similarity_top_k=2).retrieve("forecast")) == 2
+
+
+def test_embedding_is_the_1_1_vector(minilm_model):
+    embedding = MetaEmbedEmbedding(model=minilm_model)
+    expected = minilm_model.encode_query([TEXTS[0]], budget=(1, 1))[0, 0].tolist()
+    assert embedding.get_query_embedding(TEXTS[0]) == pytest.approx(expected, abs=1e-6)
+    batch = embedding.get_text_embedding_batch(TEXTS)
+    assert len(batch) == 4 and batch[2] == pytest.approx(embedding.get_text_embedding(TEXTS[2]), abs=1e-5)
+    index = VectorStoreIndex([TextNode(text=t) for t in TEXTS], embed_model=embedding)
+    assert len(index.as_retriever(similarity_top_k=2).retrieve(TEXTS[3])) == 2
+
+
+def test_visual_pdf_reader(pdf_file):
+    docs = VisualPDFReader(dpi=36).load_data(pdf_file)
+    assert [d.metadata["page"] for d in docs] == [1, 2, 3, 4]
+    assert "photovoltaic" in docs[0].text_resource.text
+    assert docs[0].image_resource.data and docs[0].image_resource.mimetype == "image/png"
+    assert VisualPDFReader(include_image=False).load_data(pdf_file)[0].image_resource is None
+
+
+def test_rerank(minilm_model):
+    nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in TEXTS]
+    rerank = MetaEmbedRerank(model=minilm_model, budget=(16, 64), top_n=2)
+    out = rerank.postprocess_nodes(nodes, query_str=TEXTS[1])
+    assert len(out) == 2 and out[0].node.get_content() == TEXTS[1] and out[0].score >= out[1].score
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRerank(model=minilm_model, top_n=0)
+
+
+def test_missing_extra_names_the_install_command():
+    code = (
+        "import sys; sys.modules['llama_index.core'] = None\n"
+        "from metaembed_rag.errors import MissingDependencyError\n"
+        "try:\n"
+        "    import metaembed_rag.llama_index\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert "pip install 'metaembed-rag[llama-index]'" in done.stdout
