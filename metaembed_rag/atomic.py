@@ -53,9 +53,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as pretty JSON to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -80,6 +80,5 @@ def require(module: str, extra: str, purpose: str | None = None):
     except ImportError as exc:
         what = f" for {purpose}" if purpose else ""
         raise MissingDependencyError(
-            f"'{module}' is needed{what} but is not installed. "
-            f"Install it with: pip install 'metaembed-rag[{extra}]'"
+            f"'{module}' is needed{what} but is not installed. Install it with: pip install 'metaembed-rag[{extra}]'"
         ) from exc

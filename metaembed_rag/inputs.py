@@ -102,9 +102,7 @@ def to_model_input(value: EncodeInput | ModelInput) -> ModelInput:
             raise InvalidInputError(f"a pair input must be (image, text), got a tuple of {len(value)}")
         image, text = value
         if not isinstance(text, str):
-            raise UnsupportedInputError(
-                f"the text of an (image, text) pair must be str, got {type(text).__name__}"
-            )
+            raise UnsupportedInputError(f"the text of an (image, text) pair must be str, got {type(text).__name__}")
         return ModelInput(text=text if text.strip() else None, image=load_image(image))
     if isinstance(value, (Image.Image, bytes, bytearray, os.PathLike)):
         return ModelInput(image=load_image(value))

@@ -56,11 +56,7 @@ class MetaEmbedConfig:
         """Budgets trained with MMR, or the paper's groups that fit the token counts."""
         if self.trained_groups:
             return [tuple(g) for g in self.trained_groups]
-        return [
-            g
-            for g in MATRYOSHKA_GROUPS
-            if g[0] <= self.num_query_tokens and g[1] <= self.num_candidate_tokens
-        ]
+        return [g for g in MATRYOSHKA_GROUPS if g[0] <= self.num_query_tokens and g[1] <= self.num_candidate_tokens]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -99,9 +100,7 @@ class MetaEmbedModel(nn.Module):
         self.meta_tokens = MetaTokens(
             config.num_query_tokens, config.num_candidate_tokens, config.hidden_size, init_std=embedding_std
         )
-        self.projection = (
-            nn.Linear(config.hidden_size, config.projection_dim) if config.projection_dim else None
-        )
+        self.projection = nn.Linear(config.hidden_size, config.projection_dim) if config.projection_dim else None
         self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------------------------------- creation
@@ -207,7 +206,7 @@ class MetaEmbedModel(nn.Module):
             )
         model.meta_tokens.weight.data.copy_(meta)
         if model.projection is not None:
-            weights = load_file(str(_require_file(folder / PROJECTION_NAME)))
+            weights = _load_tensors(folder / PROJECTION_NAME)
             try:
                 model.projection.load_state_dict(weights)
             except RuntimeError as exc:
@@ -228,9 +227,7 @@ class MetaEmbedModel(nn.Module):
                 str(staging / META_TOKENS_NAME),
             )
             if self.projection is not None:
-                state = {
-                    k: v.detach().float().cpu().contiguous() for k, v in self.projection.state_dict().items()
-                }
+                state = {k: v.detach().float().cpu().contiguous() for k, v in self.projection.state_dict().items()}
                 save_file(state, str(staging / PROJECTION_NAME))
             write_json_atomic(staging / CONFIG_NAME, self.config.to_dict())
         logger.info("saved MetaEmbed checkpoint to %s", path)
@@ -337,9 +334,7 @@ class MetaEmbedModel(nn.Module):
         show_progress: bool | None = None,
     ) -> torch.Tensor:
         """Document embeddings ``[n, 64, d]`` (``[n, r_c, d]`` with a budget), float32 on the CPU."""
-        return self.encode(
-            inputs, "document", batch_size=batch_size, budget=budget, show_progress=show_progress
-        )
+        return self.encode(inputs, "document", batch_size=batch_size, budget=budget, show_progress=show_progress)
 
     @torch.inference_mode()
     def encode(
@@ -358,9 +353,7 @@ class MetaEmbedModel(nn.Module):
         items = to_model_inputs(inputs)
         keep = self.num_query_tokens if side == "query" else self.num_candidate_tokens
         if budget is not None:
-            b = resolve_budget(
-                budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens
-            )
+            b = resolve_budget(budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
             keep = b.r_q if side == "query" else b.r_c
         if show_progress is None:
             show_progress = len(items) > batch_size and sys.stderr.isatty()
@@ -369,9 +362,7 @@ class MetaEmbedModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with tqdm(
-                total=len(items), desc=f"encoding {side}s", unit=side, disable=not show_progress
-            ) as bar:
+            with tqdm(total=len(items), desc=f"encoding {side}s", unit=side, disable=not show_progress) as bar:
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     batch = self._prepare_items([items[i] for i in rows], side)
@@ -475,14 +466,15 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _load_tensor(path: Path, key: str) -> torch.Tensor:
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        tensors = load_file(str(_require_file(path)))
-    except (
-        OSError,
-        ValueError,
-    ) as exc:  # safetensors raises SafetensorError (an OSError subclass) or ValueError
+        return load_file(str(_require_file(path)))
+    except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
+
+
+def _load_tensor(path: Path, key: str) -> torch.Tensor:
+    tensors = _load_tensors(path)
     if key not in tensors:
         raise CheckpointError(f"{path} has no tensor named {key!r}")
     return tensors[key]

@@ -146,10 +146,14 @@ class BackboneFamily(ABC):
     def enable_gradient_checkpointing(self) -> bool:
         """Turn on gradient checkpointing if the backbone supports it; return whether it did."""
         model = self.backbone
-        if getattr(model, "supports_gradient_checkpointing", False):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            return True
-        return False
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            return False
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        return True
 
     def lora_target_modules(self) -> list[str]:
         """Names of the attention and MLP projections LoRA adapts by default."""

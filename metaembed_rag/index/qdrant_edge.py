@@ -1,0 +1,208 @@
+"""The Qdrant backend over Qdrant Edge (``qdrant-edge-py``): the Qdrant engine in-process, persistent on disk.
+
+A collection ``name`` under ``path`` is the folder ``path/name/`` holding ``shard/`` (the Edge shard) and
+``metaembed_rag.json`` (the layout description, written atomically after the shard is created).
+Used by :meth:`QdrantMultiVectorStore.embedded <metaembed_rag.index.qdrant.QdrantMultiVectorStore.embedded>`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..atomic import read_json, write_json_atomic
+from ..errors import IndexFormatError, InvalidInputError, StoreConnectionError, require
+from .qdrant import (
+    DENSE_VECTOR,
+    SCHEMA_KEY,
+    CollectionSchema,
+    Condition,
+    PointRecord,
+    QueryPlan,
+    Stage,
+    multivector_name,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_FILE = f"{SCHEMA_KEY}.json"
+SHARD_DIR = "shard"
+
+
+class EdgeBackend:
+    """One Qdrant Edge shard holding one collection."""
+
+    def __init__(self, root: Path, search_threads: int | None, on_disk: bool | None) -> None:
+        self._qe = require("qdrant_edge", "qdrant", "the embedded Qdrant (Edge) store")
+        self.root = root
+        self.location = f"edge:{root}"
+        self.search_threads = search_threads
+        self.on_disk = on_disk
+        self.shard: Any = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        collection_name: str,
+        *,
+        search_threads: int | None = None,
+        on_disk: bool | None = None,
+    ) -> EdgeBackend:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidInputError(f"path must be a folder path, got {type(path).__name__}")
+        if not collection_name or any(ch in collection_name for ch in "/\\") or collection_name in (".", ".."):
+            raise InvalidInputError(f"collection_name must be a plain folder name, got {collection_name!r}")
+        return cls(Path(path) / collection_name, search_threads, on_disk)
+
+    # -- schema ----------------------------------------------------------------------------------------
+
+    def read_schema(self) -> CollectionSchema | None:
+        schema_file = self.root / SCHEMA_FILE
+        if not schema_file.exists():
+            shard = self.root / SHARD_DIR
+            if shard.exists() and any(shard.iterdir()):
+                raise IndexFormatError(
+                    f"{self.root} holds a Qdrant Edge shard without {SCHEMA_FILE}: not created by metaembed_rag, "
+                    "or its creation was interrupted; delete the folder or use another collection_name"
+                )
+            return None
+        try:
+            data = read_json(schema_file)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexFormatError(f"{schema_file} is unreadable: {exc}") from exc
+        return CollectionSchema.from_json(data, str(schema_file))
+
+    def _config(self, schema: CollectionSchema) -> Any:
+        qe = self._qe
+        vectors = {DENSE_VECTOR: qe.EdgeVectorParams(size=schema.dim, distance=qe.Distance.Dot, on_disk=self.on_disk)}
+        for r_c in schema.multivector_budgets:
+            vectors[multivector_name(r_c)] = qe.EdgeVectorParams(
+                size=schema.dim,
+                distance=qe.Distance.Dot,
+                on_disk=self.on_disk,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                # m=0 disables HNSW for the rescoring vectors (the other two arguments are required, unused).
+                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10000),
+            )
+        return qe.EdgeConfig(vectors=vectors, max_search_threads=self.search_threads)
+
+    def check_layout(self, schema: CollectionSchema) -> None:
+        try:
+            self.shard = self._qe.EdgeShard.load(str(self.root / SHARD_DIR), self._config(schema))
+        except Exception as exc:
+            raise _edge_error(exc, self.root) from exc
+
+    def create(self, schema: CollectionSchema) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.shard = self._qe.EdgeShard.create(str(self.root / SHARD_DIR), self._config(schema))
+        except Exception as exc:
+            raise _edge_error(exc, self.root) from exc
+        write_json_atomic(self.root / SCHEMA_FILE, schema.to_json())
+
+    # -- points ----------------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        qe = self._qe
+        self.shard.update(qe.UpdateOperation.upsert_points([qe.Point(p, v, payload) for p, v, payload in points]))
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        self.shard.update(self._qe.UpdateOperation.delete_points(list(point_ids)))
+
+    def retrieve(self, point_ids: Sequence[str], vector_names: Sequence[str]) -> list[PointRecord]:
+        records = self.shard.retrieve(list(point_ids), with_payload=True, with_vector=list(vector_names) or False)
+        return [PointRecord(str(r.id), dict(r.payload or {}), vectors=dict(r.vector or {})) for r in records]
+
+    def count(self) -> int:
+        return int(self.shard.count(self._qe.CountRequest(exact=True)))
+
+    def scroll(self, conditions: Sequence[Condition], offset: Any, limit: int) -> tuple[list[PointRecord], Any]:
+        request = self._qe.ScrollRequest(
+            offset=offset, limit=limit, filter=self._filter(conditions), with_payload=True, with_vector=False
+        )
+        records, next_offset = self.shard.scroll(request)
+        return [PointRecord(str(r.id), dict(r.payload or {})) for r in records], next_offset
+
+    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+        qe = self._qe
+        requests = []
+        for plan in plans:
+            flt = self._filter(plan.conditions)
+            prefetches = None
+            if plan.prefetch is not None:
+                p = plan.prefetch
+                prefetches = [
+                    qe.Prefetch(
+                        limit=p.limit,
+                        query=qe.Query.Nearest(p.vector, using=p.using),
+                        filter=flt,
+                        params=self._params(p),
+                    )
+                ]
+            f = plan.final
+            requests.append(
+                qe.QueryRequest(
+                    limit=f.limit,
+                    query=qe.Query.Nearest(f.vector, using=f.using),
+                    prefetches=prefetches,
+                    filter=flt,
+                    params=self._params(f),
+                    with_payload=True,
+                )
+            )
+        results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[PointRecord(str(p.id), dict(p.payload or {}), float(p.score)) for p in row] for row in results]
+
+    def _params(self, stage: Stage) -> Any:
+        if stage.exact or stage.hnsw_ef is not None:
+            return self._qe.SearchParams(hnsw_ef=stage.hnsw_ef, exact=stage.exact)
+        return None
+
+    def _filter(self, conditions: Sequence[Condition]) -> Any:
+        if not conditions:
+            return None
+        return self._qe.Filter(must=[self._condition(c) for c in conditions])
+
+    def _condition(self, c: Condition) -> Any:
+        qe = self._qe
+        if c.kind == "match":
+            return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.values[0]))
+        if c.kind == "any":
+            return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.values)))
+        if c.kind == "range_eq":
+            return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.values[0], lte=c.values[0]))
+        if c.kind == "null":
+            return qe.Filter(should=[qe.IsNullCondition(c.key), qe.IsEmptyCondition(c.key)])
+        if c.kind == "or":
+            return qe.Filter(should=[self._condition(n) for n in c.nested])
+        if c.kind == "has_id":
+            return qe.HasIdCondition(set(c.values))
+        raise AssertionError(f"unknown condition kind {c.kind!r}")
+
+    # -- misc ------------------------------------------------------------------------------------------
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return False  # in-process: nothing to retry
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def close(self) -> None:
+        if self.shard is not None:
+            self.shard.flush()
+            self.shard.close()
+            self.shard = None
+
+
+def _edge_error(exc: Exception, root: Path) -> Exception:
+    text = str(exc)
+    if "WouldBlock" in text or "lock" in text.lower():
+        return StoreConnectionError(f"the Qdrant Edge shard in {root} is already open (in this or another process)")
+    if "incompatible" in text.lower():
+        return IndexFormatError(f"the Qdrant Edge shard in {root} does not match its {SCHEMA_FILE}: {text}")
+    return IndexFormatError(f"cannot open the Qdrant Edge shard in {root}: {text}")

@@ -1,0 +1,271 @@
+"""The Qdrant backend over ``qdrant-client``: a server, a sharded cluster, or the client's local mode.
+
+Used by :class:`~metaembed_rag.index.qdrant.QdrantMultiVectorStore`; not meant to be used directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import IndexFormatError, InvalidInputError, require
+from .qdrant import (
+    DENSE_VECTOR,
+    SCHEMA_KEY,
+    CollectionSchema,
+    Condition,
+    PointRecord,
+    QueryPlan,
+    Stage,
+    multivector_name,
+)
+
+logger = logging.getLogger(__name__)
+
+_TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+class ClientBackend:
+    """One collection reached through a ``qdrant_client.QdrantClient``."""
+
+    def __init__(self, client: Any, collection_name: str, owns_client: bool = False, **create_options: Any) -> None:
+        self._qc = require("qdrant_client", "qdrant", "the Qdrant store")
+        self._m = self._qc.models
+        self.client = client
+        self.collection_name = collection_name
+        self.create_options = {k: v for k, v in create_options.items() if v is not None}
+        self.owns_client = owns_client
+        self.location = _describe(client)
+        self._info: Any = None
+
+    @classmethod
+    def connect(
+        cls,
+        client: Any,
+        collection_name: str,
+        *,
+        url: str | None,
+        api_key: str | None,
+        prefer_grpc: bool,
+        location: str | None,
+        path: str | None,
+        timeout: float | None,
+        shard_number: int | None,
+        replication_factor: int | None,
+        on_disk: bool | None,
+    ) -> ClientBackend:
+        """Use ``client``, or make one from ``url``/``location``/``path`` (exactly one of the four)."""
+        qc = require("qdrant_client", "qdrant", "the Qdrant store")
+        given = [
+            name
+            for name, value in (("client", client), ("url", url), ("location", location), ("path", path))
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise InvalidInputError(
+                "pass exactly one of client=, url=, location= (':memory:') or path= to reach Qdrant"
+                + (f"; got {given}" if given else "")
+            )
+        client_made = client is None
+        if client is None:
+            if url is not None:
+                client = qc.QdrantClient(
+                    url=url,
+                    api_key=api_key,
+                    prefer_grpc=prefer_grpc,
+                    timeout=None if timeout is None else max(1, round(timeout)),
+                    check_compatibility=False,
+                )
+            else:
+                client = qc.QdrantClient(location=location, path=path)
+        elif not isinstance(client, qc.QdrantClient):
+            raise InvalidInputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}")
+        return cls(
+            client,
+            collection_name,
+            owns_client=client_made,
+            shard_number=shard_number,
+            replication_factor=replication_factor,
+            on_disk=on_disk,
+        )
+
+    # -- schema ----------------------------------------------------------------------------------------
+
+    def read_schema(self) -> CollectionSchema | None:
+        if not self.client.collection_exists(self.collection_name):
+            return None
+        self._info = self.client.get_collection(self.collection_name)
+        metadata = getattr(self._info.config, "metadata", None) or {}
+        if SCHEMA_KEY not in metadata:
+            raise IndexFormatError(
+                f"collection {self.collection_name!r} at {self.location} exists but was not created by "
+                "metaembed_rag (no layout description in its metadata); use another collection_name"
+            )
+        return CollectionSchema.from_json(metadata[SCHEMA_KEY], f"collection {self.collection_name!r}")
+
+    def check_layout(self, schema: CollectionSchema) -> None:
+        vectors = self._info.config.params.vectors if self._info is not None else None
+        where = f"collection {self.collection_name!r} at {self.location}"
+        if not isinstance(vectors, dict):
+            raise IndexFormatError(f"{where} has no named vectors; it does not hold a metaembed_rag layout")
+        for r_c in schema.stored_budgets:
+            name = multivector_name(r_c)
+            params = vectors.get(name)
+            if params is None:
+                raise IndexFormatError(f"{where} lacks the named vector {name!r} its description promises")
+            is_multi = params.multivector_config is not None
+            if params.size != schema.dim or is_multi != (r_c > 1):
+                raise IndexFormatError(
+                    f"{where}: vector {name!r} is {params.size}-dimensional"
+                    f"{' multi' if is_multi else ' dense'}, expected {schema.dim}-dimensional"
+                    f"{' multi' if r_c > 1 else ' dense'}"
+                )
+
+    def create(self, schema: CollectionSchema) -> None:
+        m = self._m
+        on_disk = self.create_options.get("on_disk")
+        vectors = {DENSE_VECTOR: m.VectorParams(size=schema.dim, distance=m.Distance.DOT, on_disk=on_disk)}
+        for r_c in schema.multivector_budgets:
+            vectors[multivector_name(r_c)] = m.VectorParams(
+                size=schema.dim,
+                distance=m.Distance.DOT,
+                on_disk=on_disk,
+                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                hnsw_config=m.HnswConfigDiff(m=0),
+            )
+        self.client.create_collection(
+            self.collection_name,
+            vectors_config=vectors,
+            shard_number=self.create_options.get("shard_number"),
+            replication_factor=self.create_options.get("replication_factor"),
+            metadata={SCHEMA_KEY: schema.to_json()},
+        )
+
+    # -- points ----------------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        structs = [self._m.PointStruct(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in points]
+        self.client.upsert(self.collection_name, points=structs, wait=True)
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        self.client.delete(
+            self.collection_name, points_selector=self._m.PointIdsList(points=list(point_ids)), wait=True
+        )
+
+    def retrieve(self, point_ids: Sequence[str], vector_names: Sequence[str]) -> list[PointRecord]:
+        records = self.client.retrieve(
+            self.collection_name, ids=list(point_ids), with_payload=True, with_vectors=list(vector_names) or False
+        )
+        return [PointRecord(str(r.id), r.payload or {}, vectors=dict(r.vector or {})) for r in records]
+
+    def count(self) -> int:
+        return self.client.count(self.collection_name, exact=True).count
+
+    def scroll(self, conditions: Sequence[Condition], offset: Any, limit: int) -> tuple[list[PointRecord], Any]:
+        records, next_offset = self.client.scroll(
+            self.collection_name,
+            scroll_filter=self._filter(conditions),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
+        return [PointRecord(str(r.id), r.payload or {}) for r in records], next_offset
+
+    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+        m = self._m
+        requests = []
+        for plan in plans:
+            flt = self._filter(plan.conditions)
+            prefetch = None
+            if plan.prefetch is not None:
+                p = plan.prefetch
+                prefetch = m.Prefetch(query=p.vector, using=p.using, limit=p.limit, filter=flt, params=_params(m, p))
+            f = plan.final
+            requests.append(
+                m.QueryRequest(
+                    prefetch=prefetch,
+                    query=f.vector,
+                    using=f.using,
+                    limit=f.limit,
+                    filter=flt,
+                    params=_params(m, f),
+                    with_payload=True,
+                )
+            )
+        responses = self.client.query_batch_points(self.collection_name, requests=requests)
+        return [[PointRecord(str(p.id), p.payload or {}, float(p.score)) for p in r.points] for r in responses]
+
+    def _filter(self, conditions: Sequence[Condition]) -> Any:
+        if not conditions:
+            return None
+        return self._m.Filter(must=[self._condition(c) for c in conditions])
+
+    def _condition(self, c: Condition) -> Any:
+        m = self._m
+        if c.kind == "match":
+            return m.FieldCondition(key=c.key, match=m.MatchValue(value=c.values[0]))
+        if c.kind == "any":
+            return m.FieldCondition(key=c.key, match=m.MatchAny(any=list(c.values)))
+        if c.kind == "range_eq":
+            return m.FieldCondition(key=c.key, range=m.Range(gte=c.values[0], lte=c.values[0]))
+        if c.kind == "null":
+            field = m.PayloadField(key=c.key)
+            return m.Filter(should=[m.IsNullCondition(is_null=field), m.IsEmptyCondition(is_empty=field)])
+        if c.kind == "or":
+            return m.Filter(should=[self._condition(n) for n in c.nested])
+        if c.kind == "has_id":
+            return m.HasIdCondition(has_id=list(c.values))
+        raise AssertionError(f"unknown condition kind {c.kind!r}")
+
+    # -- misc ------------------------------------------------------------------------------------------
+
+    def is_transient(self, exc: BaseException) -> bool:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        if isinstance(exc, UnexpectedResponse):
+            return exc.status_code in _TRANSIENT_HTTP
+        if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
+            return True
+        try:
+            import httpx
+
+            if isinstance(exc, httpx.TransportError):
+                return True
+        except ImportError:  # pragma: no cover - httpx ships with qdrant-client
+            pass
+        try:
+            import grpc
+
+            if isinstance(exc, grpc.RpcError):
+                code = exc.code() if hasattr(exc, "code") else None
+                return code in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                )
+        except ImportError:  # pragma: no cover - grpcio ships with qdrant-client
+            pass
+        return False
+
+    def optimize(self) -> None:
+        """A server indexes in the background; nothing to do here."""
+
+    def close(self) -> None:
+        if self.owns_client:  # a client passed in belongs to the caller
+            self.client.close()
+
+
+def _params(m: Any, stage: Stage) -> Any:
+    if stage.exact or stage.hnsw_ef is not None:
+        return m.SearchParams(exact=stage.exact, hnsw_ef=stage.hnsw_ef)
+    return None
+
+
+def _describe(client: Any) -> str:
+    options = getattr(client, "init_options", None) or {}
+    for key in ("url", "host", "location", "path"):
+        if options.get(key):
+            return f"{key}={options[key]}"
+    return "qdrant_client"
