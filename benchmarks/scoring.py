@@ -90,6 +90,19 @@ def memory_bandwidth(device: torch.device, gib: float, reps: int = 5) -> dict[st
     }
 
 
+def peak_gemm(device: torch.device) -> dict[str, float]:
+    """Compute roofline: float32 and bfloat16 GEMM GFLOP/s of a large square product on ``device``."""
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(2048, 2048, device=device).to(dtype)
+        b = torch.randn(2048, 2048, device=device).to(dtype)
+        seconds = timed(lambda x=a, y=b: x @ y, reps=3)
+        out[f"{str(dtype).split('.')[-1]}_gflops"] = 2 * 2048**3 / seconds / 1e9
+    out["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def synthetic_index(n: int, stored: int, dim: int, dtype: str, device: torch.device, seed: int = 0, topics: int = 0):
     """An index of ``n`` documents with random unit vectors (or, with ``topics``, clustered ones)."""
     index = MultiVectorIndex(dim, stored, dtype=dtype, device=device)
@@ -364,6 +377,23 @@ def measured_index_bytes() -> dict[str, Any]:
     }
 
 
+def roofline(results: dict[str, Any]) -> str:
+    peak = results.get("peak_gemm")
+    if not peak:
+        return ""
+    bandwidth = results["bandwidth"]["sum_read_gbs"]
+    return (
+        f"Compute roofline: a 2048^3 GEMM runs at {peak['float32_gflops']:.0f} GFLOP/s in float32 and "
+        f"{peak['bfloat16_gflops']:.0f} GFLOP/s in bfloat16 (measured {peak['measured_at']}, load "
+        f"{peak['load_average']}). One query multiplies every stored value it reads with r_q query vectors: "
+        "2 r_q FLOPs per value, i.e. r_q / 2 FLOPs per float32 byte, r_q per bfloat16 byte and 2 r_q per int8 "
+        f"byte. At r_q = 16, streaming float32 at the {bandwidth:.0f} GB/s read bandwidth needs "
+        f"{8 * bandwidth:.0f} GFLOP/s (bf16: {16 * bandwidth:.0f}, int8: {32 * bandwidth:.0f}), more than this "
+        "CPU's GEMM peak: exhaustive single-query MaxSim here is bound by compute (the GFLOP/s column), not by "
+        "memory bandwidth, except at small r_q such as (1,1)."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     env, bw = results["environment"], results["bandwidth"]
     lines = [
@@ -382,21 +412,25 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Exhaustive search, one query, k = 10",
         "",
-        "| N | d | dtype | stored | budget | ms/query | GB/s | bandwidth now (GB/s) | of bandwidth | docs/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        roofline(results),
+        "",
+        "| N | d | dtype | stored | budget | ms/query | GB/s | bandwidth now (GB/s) | of bandwidth | GFLOP/s "
+        "| docs/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["throughput"]:
         budget = tuple(row["budget"])
         if "skipped" in row:
             lines.append(
                 f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {row['stored_vectors']} | {budget} | "
-                f"skipped: {row['skipped']} | | | | |"
+                f"skipped: {row['skipped']} | | | | | |"
             )
             continue
+        gflops = 2 * budget[0] * budget[1] * row["dim"] * row["n"] / (row["ms_per_query"] / 1e3) / 1e9
         lines.append(
             f"| {row['n']:,} | {row['dim']} | {row['dtype']} | {row['stored_vectors']} | {budget} | "
             f"{row['ms_per_query']:.1f} | {row['gbs']:.2f} | {row['bandwidth_gbs_now']:.1f} | "
-            f"{100 * row['fraction_of_bandwidth']:.0f} % | "
+            f"{100 * row['fraction_of_bandwidth']:.0f} % | {gflops:.0f} | "
             f"{row['docs_per_s']:,.0f} |"
         )
     lines += [
@@ -480,9 +514,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-real", action="store_true", help="skip the real-text cascade measurement")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--render", type=Path, help="only re-render this JSON as Markdown (adds a roofline if missing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        if "peak_gemm" not in results:
+            results["peak_gemm"] = peak_gemm(torch.device(results["environment"]["device"]))
+            args.render.write_text(json.dumps(results, indent=2) + "\n")
+        args.render.with_suffix(".md").write_text(markdown(results))
+        return 0
     device = torch.device(args.device)
     if args.quick:
         args.sizes, args.dims, args.dtypes = [2000], [64], ["float32", "bfloat16", "int8"]
@@ -499,8 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     bandwidth = memory_bandwidth(device, bandwidth_gib)
     logger.info("bandwidth %s", bandwidth)
+    results_peak = peak_gemm(device)
     peers = {} if args.no_peers else load_peers()
-    results: dict[str, Any] = {"bandwidth": bandwidth}
+    results: dict[str, Any] = {"bandwidth": bandwidth, "peak_gemm": results_peak}
     results["throughput"] = throughput(args, device, bandwidth["sum_read_gbs"], peers)
     results["cascade_synthetic"] = cascade_synthetic(args, device)
     if args.no_real:
