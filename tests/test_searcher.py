@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-import torch
 
 from metaembed_rag.errors import (
     BudgetError,
@@ -31,7 +30,6 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model() -> MetaEmbedModel:
-    torch.set_num_threads(1)
     return MetaEmbedModel.from_backbone(BACKBONE, num_query_tokens=8, num_candidate_tokens=16, device="cpu")
 
 
@@ -120,6 +118,27 @@ def test_bad_input(searcher):
     with pytest.raises(InvalidInputError):
         MetaEmbedSearcher(searcher.model, batch_size=0)
     assert len(searcher) == before
+
+
+def test_image_and_pair_queries_on_a_vision_model(tiny_qwen_model, tmp_path):
+    from PIL import Image
+
+    searcher = MetaEmbedSearcher(tiny_qwen_model, batch_size=2)
+    assert searcher.index.stored_vectors == tiny_qwen_model.num_candidate_tokens
+    images = [Image.new("RGB", (56, 56), color) for color in ("red", "green", "blue")]
+    path = tmp_path / "page.png"
+    images[2].save(path)
+    ids = searcher.add_documents(
+        [images[0], (images[1], "a green page"), "a text-only chunk", str(path)],
+        metadatas=[{"kind": "image"}, {"kind": "pair"}, {"kind": "text"}, {"kind": "file"}],
+    )
+    assert len(set(ids)) == 4 and len(searcher) == 4
+    budget = (2, 4)
+    for query in (images[0], (images[1], "green"), "which page is red?"):
+        hits = searcher.search(query, budget=budget, k=4)
+        direct = searcher.index.search(tiny_qwen_model.encode_query([query]), budget=budget, k=4, normalize=True)[0]
+        assert [h.id for h in hits] == [h.id for h in direct] and len(hits) == 4
+    assert searcher.add_documents([images[0]], metadatas=[{"kind": "image"}]) == ids[:1]  # same pixels, same id
 
 
 @pytest.mark.skipif(importlib.util.find_spec("metaembed_rag.starter") is not None, reason="starter model present")
