@@ -28,6 +28,7 @@ def vision_checkpoint(tmp_path_factory, tiny_qwen_model) -> str:
 def workdir(tmp_path, monkeypatch) -> Path:
     shutil.copytree(EXAMPLES, tmp_path / "examples", ignore=shutil.ignore_patterns("*.py"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)  # these tests use the default ./.metaembed/default
     return tmp_path
 
 
