@@ -17,6 +17,7 @@ from PIL import Image
 
 pytest.importorskip("langchain_core")
 
+from fixtures.documents import TEXTS, make_pdf
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -36,25 +37,6 @@ from metaembed_rag.langchain import (
     image_content_blocks,
     multimodal_message,
 )
-
-TEXTS = [
-    "Solar panels convert sunlight into electricity with photovoltaic cells.",
-    "A sponge cake needs flour, sugar, eggs and butter.",
-    "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
-    "Late interaction scores each query vector against its best matching document vector.",
-]
-
-
-def make_pdf(path: Path, pages: list[str]) -> Path:
-    import pymupdf
-
-    doc = pymupdf.open()
-    for text in pages:
-        page = doc.new_page(width=300, height=200)
-        page.insert_text((20, 40), text, fontsize=9)
-    doc.save(str(path))
-    doc.close()
-    return path
 
 
 @pytest.fixture(scope="module")

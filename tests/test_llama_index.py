@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
+from fixtures.documents import TEXTS, make_pdf
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ImageBlock, TextBlock
 from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
@@ -34,25 +35,6 @@ from metaembed_rag.llama_index import (
     VisualPDFReader,
     tool_retriever,
 )
-
-TEXTS = [
-    "Solar panels convert sunlight into electricity with photovoltaic cells.",
-    "A sponge cake needs flour, sugar, eggs and butter.",
-    "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
-    "Late interaction scores each query vector against its best matching document vector.",
-]
-
-
-def make_pdf(path: Path, pages: list[str]) -> Path:
-    import pymupdf
-
-    doc = pymupdf.open()
-    for text in pages:
-        page = doc.new_page(width=300, height=200)
-        page.insert_text((20, 40), text, fontsize=9)
-    doc.save(str(path))
-    doc.close()
-    return path
 
 
 @pytest.fixture(scope="module")
