@@ -38,6 +38,13 @@ def _check_embeddings(name: str, tensor: torch.Tensor) -> None:
         raise InvalidInputError(f"{name} must have shape [n, vectors, dim], got {tuple(tensor.shape)}")
 
 
+def _check_pair(queries: torch.Tensor, candidates: torch.Tensor, name: str) -> None:
+    _check_embeddings("queries", queries)
+    _check_embeddings(name, candidates)
+    if queries.shape[-1] != candidates.shape[-1]:
+        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}")
+
+
 def maxsim_block(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """MaxSim of every query against every candidate, no budget slicing, in float32.
 
@@ -78,10 +85,7 @@ def maxsim(
         >>> maxsim(q, c, budget=(2, 4)).tolist()
         [[2.0, 2.0, 2.0]]
     """
-    _check_embeddings("queries", queries)
-    _check_embeddings("candidates", candidates)
-    if queries.shape[-1] != candidates.shape[-1]:
-        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {candidates.shape[-1]}")
+    _check_pair(queries, candidates, "candidates")
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=candidates.shape[1])
     device = candidates.device
     q = queries[:, : b.r_q].to(device=device, dtype=torch.float32)
@@ -131,10 +135,7 @@ def maxsim_vector_major(
         >>> maxsim_vector_major(q, v, budget=(2, 4)).tolist()
         [[2.0, 2.0, 2.0]]
     """
-    _check_embeddings("queries", queries)
-    _check_embeddings("vectors", vectors)
-    if queries.shape[-1] != vectors.shape[-1]:
-        raise InvalidInputError(f"query dim {queries.shape[-1]} does not match candidate dim {vectors.shape[-1]}")
+    _check_pair(queries, vectors, "vectors")
     if strategy not in ("auto", "batched", "per-vector"):
         raise InvalidInputError(f"strategy must be 'auto', 'batched' or 'per-vector', got {strategy!r}")
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=vectors.shape[0])

@@ -154,17 +154,10 @@ def test_tiny_qwen_training_on_image_documents(tiny_qwen_dir, tmp_path):
             }
         )
     train_file = write_pairs(tmp_path / "images.jsonl", rows)
-    config = TrainingConfig(
+    config = small_config(
+        train_file,
+        tmp_path / "qwen",
         backbone=str(tiny_qwen_dir),
-        train_file=train_file,
-        eval_file=train_file,
-        output_dir=str(tmp_path / "qwen"),
-        num_query_tokens=4,
-        num_candidate_tokens=8,
-        groups=[[1, 1], [2, 4], [4, 8]],
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
         learning_rate=2e-3,
         meta_learning_rate=1e-2,
         warmup_steps=0,
@@ -172,6 +165,9 @@ def test_tiny_qwen_training_on_image_documents(tiny_qwen_dir, tmp_path):
         max_steps=6,
         save_every=3,
         gradient_checkpointing=True,
+        log_every=10,
+        max_document_length=None,
+        max_query_length=None,
     )
     trainer = Trainer(config)
     before = trainer.evaluate()
