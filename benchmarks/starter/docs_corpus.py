@@ -11,16 +11,31 @@ import gzip
 import re
 import subprocess
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
-PACKAGES = ("manpages", "manpages-dev", "python3.11-doc")
+PACKAGES = (
+    "manpages",
+    "manpages-dev",
+    "python3.11-doc",
+    "debian-reference-en",
+    "debian-handbook",
+    "bash-doc",
+    "postgresql-doc-15",
+)
+HTML_SOURCES = {  # corpus name -> glob under the unpacked root (English only)
+    "debian-reference": "usr/share/debian-reference/*.en.html",
+    "debian-handbook": "usr/share/doc/debian-handbook/html/en-US/*.html",
+    "bash": "usr/share/doc/bash-doc/bashref.html",
+    "postgresql": "usr/share/doc/postgresql-doc-15/html/*.html",
+}
 PY_SOURCES = "usr/share/doc/python3.11/html/_sources"
 
 
 def fetch(cache: Path) -> Path:
     """Download and unpack the packages into ``cache/root`` once; return the root."""
     root = cache / "root"
-    if (root / PY_SOURCES / "faq").is_dir() and (root / "usr/share/man/man3").is_dir():
+    if (root / PY_SOURCES / "faq").is_dir() and (root / "usr/share/doc/postgresql-doc-15").is_dir():
         return root
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run(["apt-get", "download", *PACKAGES], cwd=cache, check=True)
@@ -252,3 +267,79 @@ def python_sections(root: Path, *, faq: bool) -> list[DocSection]:
 def faq_questions(root: Path) -> list[DocSection]:
     """FAQ entries: question headings (ending in '?') with their answer text."""
     return [s for s in python_sections(root, faq=True) if s.heading.rstrip().endswith("?")]
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5"}
+_SKIP_TAGS = {"script", "style", "head", "nav"}
+_SKIP_CLASSES = ("navheader", "navfooter", "toc", "footer", "header", "sphinxsidebar", "related", "breadcrumb")
+_VOID = {"br", "img", "hr", "meta", "link", "input", "col", "area", "base", "wbr", "source"}
+
+
+class _SectionParser(HTMLParser):
+    """Collect (heading, text) pairs: text between one h1-h5 heading and the next."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[tuple[str, list[str]]] = [("", [])]
+        self.stack: list[tuple[str, bool]] = []  # (tag, skipping)
+        self.heading: list[str] | None = None
+
+    @property
+    def skipping(self) -> bool:
+        return bool(self.stack) and self.stack[-1][1]
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            return
+        classes = dict(attrs).get("class") or ""
+        skip = self.skipping or tag in _SKIP_TAGS or any(c in classes.split() for c in _SKIP_CLASSES)
+        self.stack.append((tag, skip))
+        if tag in _HEADINGS and not skip:
+            self.heading = []
+
+    def handle_endtag(self, tag):
+        if tag in _VOID:
+            return
+        while self.stack:
+            open_tag, _ = self.stack.pop()
+            if open_tag == tag:
+                break
+        if tag in _HEADINGS and self.heading is not None:
+            self.sections.append((" ".join("".join(self.heading).split()), []))
+            self.heading = None
+
+    def handle_data(self, data):
+        if self.skipping:
+            return
+        if self.heading is not None:
+            self.heading.append(data)
+        else:
+            self.sections[-1][1].append(data)
+
+
+_NUMBERING = re.compile(r"^(?:(?:Chapter|Appendix|Section)\s+)?(?:\d+(?:\.\d+)*\.?|[A-Z]\.(?:\d+\.?)*)\s+")
+
+
+def html_sections(path: Path, corpus: str) -> list[DocSection]:
+    """Sections of one HTML file (heading numbering and the pilcrow removed)."""
+    parser = _SectionParser()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    out = []
+    title = ""
+    for heading, parts in parser.sections:
+        heading = _NUMBERING.sub("", heading.replace("\u00b6", "").replace("#", "")).strip()
+        title = title or heading
+        text = " ".join(" ".join(parts).split())
+        if heading and len(text) >= 40:
+            out.append(DocSection(f"{corpus}:{path.name}", title, heading, text))
+    return out
+
+
+def all_html_sections(root: Path) -> list[DocSection]:
+    """Sections of every HTML corpus in :data:`HTML_SOURCES`."""
+    out = []
+    for corpus, pattern in HTML_SOURCES.items():
+        for path in sorted(root.glob(pattern)):
+            out.extend(html_sections(path, corpus))
+    return out

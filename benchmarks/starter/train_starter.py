@@ -28,6 +28,8 @@ LORA_TARGETS = r".*encoder\.layer\.(4|5)\..*(query|key|value|dense)$"
 def recipe(
     train_file: str, out: str, *, mmr: bool, minutes: float | None, max_steps: int, threads: int
 ) -> TrainingConfig:
+    """Starter v2: full windows (126 text tokens = max_length 208 - 80 meta - 2 special), distillation from
+    the base MiniLM (align + KL), text states without gradient below the LoRA layers, pooled meta init."""
     return TrainingConfig(
         backbone=BACKBONE,
         train_file=train_file,
@@ -40,28 +42,33 @@ def recipe(
         lora_alpha=16,
         lora_dropout=0.1,
         lora_target_modules=LORA_TARGETS,  # type: ignore[arg-type]  (a peft regex)
-        learning_rate=3e-4,
-        meta_learning_rate=3e-3,
+        learning_rate=1e-3,
+        meta_learning_rate=5e-3,
         warmup_steps=10,
-        batch_size=16,
+        batch_size=8,
         max_steps=max_steps,
         max_minutes=minutes,
-        max_query_length=24,
-        max_document_length=64,
+        max_query_length=32,
+        max_document_length=126,
+        distill_align_weight=1.0,
+        distill_kl_weight=1.0,
+        text_cache=True,
+        meta_init="pooled",
         save_every=10,
+        save_total_limit=60,
         log_every=1,
         seed=0,
         num_threads=threads,
-        name="metaembed-minilm-starter" if mmr else "metaembed-minilm-no-mmr",
+        name="metaembed-minilm-starter-v2" if mmr else "metaembed-minilm-v2-no-mmr",
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-file", default="/tmp/starter_data/train.jsonl")
+    parser.add_argument("--train-file", default="/work/data-starter/train_main.jsonl")
     parser.add_argument("--out", required=True)
     parser.add_argument("--minutes", type=float, default=None)
-    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-mmr", action="store_true")
     parser.add_argument("--resume", default=None)

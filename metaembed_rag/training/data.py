@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from ..errors import ImageLoadError, InvalidInputError
 from ..inputs import ModelInput, load_image
 
@@ -119,6 +121,33 @@ def read_pairs(path: str | os.PathLike, *, on_error: OnError = "stop") -> list[T
     if not pairs:
         raise InvalidInputError(f"{path} holds no usable training pairs")
     return pairs
+
+
+def deduplicate_pairs(pairs: Sequence[TrainingPair]) -> tuple[list[TrainingPair], int]:
+    """Pairs with exact repeats (same query, positive and negative) dropped, keeping the first; and how many.
+
+    A repeated pair adds no information and, in one batch, would make a copy of a positive a negative.
+    """
+    seen: set[tuple[Side, Side, Side | None]] = set()
+    kept = []
+    for pair in pairs:
+        key = (pair.query, pair.positive, pair.negative)
+        if key not in seen:
+            seen.add(key)
+            kept.append(pair)
+    return kept, len(pairs) - len(kept)
+
+
+def false_negative_mask(pairs: Sequence[TrainingPair]) -> torch.Tensor:
+    """``[B, n_c]`` bool: candidate ``j`` (positives, then the hard negatives present) equals query ``i``'s
+    positive but is not column ``i`` -- such a copy must not count as a negative of query ``i``."""
+    candidates = [p.positive for p in pairs] + [p.negative for p in pairs if p.negative is not None]
+    mask = torch.zeros(len(pairs), len(candidates), dtype=torch.bool)
+    for i, pair in enumerate(pairs):
+        for j, candidate in enumerate(candidates):
+            if j != i and candidate == pair.positive:
+                mask[i, j] = True
+    return mask
 
 
 def load_batch(pairs: Sequence[TrainingPair]) -> tuple[list[ModelInput], list[ModelInput]]:

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ class MMRLossOutput:
 
     loss: torch.Tensor
     per_group: dict[tuple[int, int], torch.Tensor]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def parse_groups(groups: Sequence[BudgetLike] | None) -> list[Budget]:
@@ -58,11 +59,14 @@ def mmr_loss(
     *,
     temperature: float = DEFAULT_TEMPERATURE,
     weights: Sequence[float] | Mapping[tuple[int, int], float] | None = None,
+    exclude: torch.Tensor | None = None,
 ) -> MMRLossOutput:
     """MMR loss of ``B`` queries ``[B, R_q, d]`` against ``B + n_neg`` candidates ``[B + n_neg, R_c, d]``.
 
     Candidate ``i < B`` is the positive of query ``i``; the rest (hard negatives) are negatives of every
-    query, like the other in-batch positives. ``weights`` default to 1 per group.
+    query, like the other in-batch positives. ``weights`` default to 1 per group. ``exclude`` (``[B, n_c]``
+    bool) removes candidates from a query's softmax: copies of its own positive elsewhere in the batch, which
+    would otherwise count as negatives (its own positive, column ``i``, cannot be excluded).
     """
     if query_embeddings.ndim != 3 or candidate_embeddings.ndim != 3:
         raise InvalidInputError("MMR loss needs [n, vectors, dim] query and candidate embeddings")
@@ -85,12 +89,22 @@ def mmr_loss(
             f"({max_q} query, {max_c} candidate)"
         )
     group_weights = _group_weights(budgets, weights)
+    if exclude is not None:
+        n_c = candidate_embeddings.shape[0]
+        if exclude.shape != (batch, n_c) or exclude.dtype != torch.bool:
+            raise InvalidInputError(
+                f"exclude must be a bool tensor of shape {(batch, n_c)}, got {tuple(exclude.shape)}"
+            )
+        if bool(exclude.diagonal().any()):
+            raise InvalidInputError("exclude cannot remove a query's own positive (column i of row i)")
     sims = token_similarities(query_embeddings, candidate_embeddings)
     labels = torch.arange(batch, device=sims.device)
     per_group: dict[tuple[int, int], torch.Tensor] = {}
     total = sims.new_zeros(())
     for b, weight in zip(budgets, group_weights, strict=False):
         scores = sims[:, :, : b.r_q, : b.r_c].amax(dim=3).mean(dim=2)
+        if exclude is not None:
+            scores = scores.masked_fill(exclude.to(scores.device), float("-inf"))
         loss = F.cross_entropy(scores / temperature, labels)
         per_group[(b.r_q, b.r_c)] = loss
         total = total + weight * loss

@@ -31,9 +31,13 @@ from ..atomic import atomic_directory, read_json, write_json_atomic
 from ..budget import MATRYOSHKA_GROUPS
 from ..devices import resolve_device
 from ..errors import CheckpointError, IncompatibleModelError, InvalidInputError
+from ..inputs import ModelInput
 from ..modeling.model import MetaEmbedModel, PreparedBatch
-from .data import TrainingPair, load_batch, read_pairs
+from .data import TrainingPair, deduplicate_pairs, false_negative_mask, load_batch, read_pairs
+from .distill import BackboneTeacher, distill_loss
 from .loss import DEFAULT_TEMPERATURE, mmr_loss, parse_groups
+from .meta_init import init_meta_from_text
+from .text_cache import forward_split, supports_text_cache
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,13 @@ class TrainingConfig:
     device: str | None = None
     num_threads: int | None = None
     name: str | None = None
+    # levers (see benchmarks/results/starter_levers.md)
+    distill_align_weight: float = 0.0
+    distill_kl_weight: float = 0.0
+    teacher_temperature: float | None = None
+    text_cache: bool | None = None
+    meta_init: str = "random"
+    max_passage_chars: int = 100_000
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
@@ -112,6 +123,12 @@ class TrainingConfig:
             raise InvalidInputError("batch_size must be >= 2 for in-batch negatives")
         if self.on_bad_line not in ("stop", "skip"):
             raise InvalidInputError(f"on_bad_line must be 'stop' or 'skip', got {self.on_bad_line!r}")
+        if self.meta_init not in ("random", "pooled"):
+            raise InvalidInputError(f"meta_init must be 'random' or 'pooled', got {self.meta_init!r}")
+        if self.distill_align_weight < 0 or self.distill_kl_weight < 0:
+            raise InvalidInputError("distillation weights must be >= 0")
+        if self.max_passage_chars < 1:
+            raise InvalidInputError(f"max_passage_chars must be >= 1, got {self.max_passage_chars}")
         for g in parse_groups(self.groups):
             g.validate(max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
 
@@ -125,6 +142,19 @@ class TrainingConfig:
             "lora_r": self.lora_r,
             "lora_alpha": self.lora_alpha,
             "lora_target_modules": self.lora_target_modules,
+        }
+
+    def recipe_signature(self) -> dict[str, Any]:
+        """The loss recipe a resumed run must share with its checkpoint (else the run would silently change)."""
+        return {
+            "groups": [list(g) for g in self.groups],
+            "group_weights": self.group_weights,
+            "temperature": self.temperature,
+            "distill_align_weight": self.distill_align_weight,
+            "distill_kl_weight": self.distill_kl_weight,
+            "teacher_temperature": self.teacher_temperature,
+            "max_query_length": self.max_query_length,
+            "max_document_length": self.max_document_length,
         }
 
 
@@ -167,14 +197,19 @@ class Trainer:
         self.config = config
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self.pairs = read_pairs(config.train_file, on_error=config.on_bad_line)  # type: ignore[arg-type]
-        self.eval_pairs = (
-            read_pairs(config.eval_file, on_error=config.on_bad_line)  # type: ignore[arg-type]
-            if config.eval_file
-            else None
-        )
+        self.pairs = self._read(config.train_file)
+        self.eval_pairs = self._read(config.eval_file) if config.eval_file else None
+        fresh = model is None
         self.model = model if model is not None else build_model(config)
         self._check_groups_fit()
+        if fresh and config.meta_init == "pooled":
+            init_meta_from_text(self.model, [p.positive.text or "" for p in self.pairs[:2000]], seed=config.seed)
+        self.teacher = None
+        if config.distill_align_weight > 0 or config.distill_kl_weight > 0:
+            self.teacher = BackboneTeacher(self.model, max_length=config.max_document_length)
+        self.use_text_cache = bool(config.text_cache) if config.text_cache is not None else False
+        if self.use_text_cache and not supports_text_cache(self.model):
+            raise InvalidInputError(f"text_cache needs a BERT-family backbone, not {self.model.family.name!r}")
         self.device = self.model.device
         self.use_bf16 = bool(config.bf16) if config.bf16 is not None else self.device.type == "cuda"
         if self.use_bf16 and self.device.type != "cuda":
@@ -191,6 +226,21 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # --------------------------------------------------------------------------------------------- setup
+    def _read(self, path: str) -> list[TrainingPair]:
+        pairs = read_pairs(path, on_error=self.config.on_bad_line)  # type: ignore[arg-type]
+        limit = self.config.max_passage_chars
+        for pair in pairs:
+            for name, side in (("query", pair.query), ("positive", pair.positive), ("negative", pair.negative)):
+                if side is not None and side.text is not None and len(side.text) > limit:
+                    raise InvalidInputError(
+                        f"{path}: line {pair.line}: '{name}' holds {len(side.text)} characters (max_passage_chars "
+                        f"{limit}); split long documents into passages of the model's window size first"
+                    )
+        pairs, repeats = deduplicate_pairs(pairs)
+        if repeats:
+            logger.warning("%s: dropped %d repeated pair(s) (same query, positive and negative)", path, repeats)
+        return pairs
+
     def _check_groups_fit(self) -> None:
         for g in parse_groups(self.config.groups):
             g.validate(max_query=self.model.num_query_tokens, max_candidate=self.model.num_candidate_tokens)
@@ -266,12 +316,37 @@ class Trainer:
         if len(pairs) < 2:
             raise InvalidInputError(f"a batch needs at least 2 pairs for in-batch negatives, got {len(pairs)}")
         queries, candidates = load_batch(pairs)
+        exclude = false_negative_mask(pairs).to(self.device)
+        forward = (lambda batch: forward_split(self.model, batch)) if self.use_text_cache else self.model
         with self._autocast():
-            q = self.model(self._prepare(queries, "query"))
-            c = self.model(self._prepare(candidates, "document"))
-        return mmr_loss(
-            q, c, self.config.groups, temperature=self.config.temperature, weights=self.config.group_weights
+            q = forward(self._prepare(queries, "query"))
+            c = forward(self._prepare(candidates, "document"))
+        out = mmr_loss(
+            q,
+            c,
+            self.config.groups,
+            temperature=self.config.temperature,
+            weights=self.config.group_weights,
+            exclude=exclude if bool(exclude.any()) else None,
         )
+        if self.teacher is not None:
+            plain = [ModelInput(text=item.text) for item in queries]
+            terms = distill_loss(
+                q,
+                c,
+                self.teacher(plain),
+                self.teacher(candidates),
+                groups=self.config.groups,
+                align_weight=self.config.distill_align_weight,
+                kl_weight=self.config.distill_kl_weight,
+                temperature=self.config.temperature,
+                teacher_temperature=self.config.teacher_temperature,
+                exclude=exclude if bool(exclude.any()) else None,
+            )
+            for name, value in terms.items():
+                out.loss = out.loss + value
+                out.extra[name] = value
+        return out
 
     # --------------------------------------------------------------------------------------------- train
     def train(self, resume_from: str | Path | None = None) -> TrainingResult:
@@ -306,6 +381,9 @@ class Trainer:
                 record["loss"] = record.get("loss", 0.0) + float(out.loss.detach()) / config.gradient_accumulation_steps
                 for g, value in out.per_group.items():
                     key = f"loss_{g[0]}_{g[1]}"
+                    record[key] = record.get(key, 0.0) + float(value.detach()) / config.gradient_accumulation_steps
+                for name, value in out.extra.items():
+                    key = f"distill_{name}"
                     record[key] = record.get(key, 0.0) + float(value.detach()) / config.gradient_accumulation_steps
             torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
             self.optimizer.step()
@@ -377,6 +455,7 @@ class Trainer:
                     "format_version": STATE_VERSION,
                     "step": self.step,
                     "model": self.config.model_signature(),
+                    "recipe": self.config.recipe_signature(),
                     "groups": self.config.groups,
                     "optimizer": meta,
                     "history": self.history,
@@ -415,6 +494,14 @@ class Trainer:
         if different:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs run {b!r}" for k, (a, b) in different.items())
             raise IncompatibleModelError(f"cannot resume from {folder}: it belongs to another model ({detail})")
+        stored_recipe = state.get("recipe")
+        if stored_recipe is None:
+            stored_recipe = {"groups": state.get("groups")}
+        run_recipe = {k: v for k, v in self.config.recipe_signature().items() if k in stored_recipe}
+        changed = {k: (stored_recipe.get(k), v) for k, v in run_recipe.items() if stored_recipe.get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs run {b!r}" for k, (a, b) in changed.items())
+            raise IncompatibleModelError(f"cannot resume from {folder}: it was trained with another recipe ({detail})")
         _load_weights(self.model, folder / "model")
         tensors = load_file(str(folder / OPTIMIZER_NAME))
         rng = {k: tensors.pop(k) for k in list(tensors) if k.startswith("rng.")}
