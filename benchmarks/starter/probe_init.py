@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from train_starter import BACKBONE, LORA_TARGETS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from metaembed_rag import MetaEmbedModel
 from metaembed_rag.training.distill import BackboneTeacher
 from metaembed_rag.training.meta_init import init_meta_from_text
 from metaembed_rag.training.trainer import TrainingConfig, build_model
@@ -44,6 +48,7 @@ def main() -> None:
     parser.add_argument("--train", type=Path, default=Path("/work/data-starter/train_main.jsonl"))
     parser.add_argument("-n", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/starter_init_probe.json"))
+    parser.add_argument("--checkpoints", nargs="*", default=[], help="also score trained checkpoints (no init runs)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     val = read(args.val, args.n)
@@ -59,7 +64,13 @@ def main() -> None:
     teacher = BackboneTeacher(model, max_length=128)
     tq, td = teacher([ModelInput(text=t) for t in queries]), teacher([ModelInput(text=t) for t in docs])
     results = {"teacher mean-pool": rank_metrics(tq @ td.T)}
-    for variant in ("random", "pooled"):
+    for checkpoint in args.checkpoints:
+        trained = MetaEmbedModel.from_pretrained(checkpoint)
+        q, d = trained.encode_query(queries), trained.encode_document(docs)
+        for group in ((1, 1), (16, 64)):
+            results[f"{checkpoint} {group}"] = rank_metrics(trained.similarity(q, d, budget=group))
+        print(json.dumps(results, indent=2), flush=True)
+    for variant in () if args.checkpoints else ("random", "pooled"):
         if variant == "pooled":
             init_meta_from_text(model, [p["positive"] for p in read(args.train, 500)])
         started = time.time()

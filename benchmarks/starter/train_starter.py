@@ -1,12 +1,14 @@
-"""Train the shipped starter model (MMR) or its no-MMR twin on the pairs from ``build_data.py``.
+"""Train starter v2 (MMR) or its no-MMR twin on the windowed pairs from ``build_data.py``.
 
 The recipe is sized for a 2-core CPU: LoRA (r=8) on the attention and MLP projections of the top two MiniLM
-layers only, so that text positions need no gradient below them (the BERT block mask keeps text states
-independent of the meta tokens); meta tokens fully trained with a higher learning rate.
+layers, meta tokens fully trained with a higher learning rate and initialised from pooled text, text states
+computed without gradient below the LoRA layers (``text_cache``; the BERT block mask keeps them independent of
+the meta tokens), distillation from the base MiniLM (align + KL) next to the MMR InfoNCE, documents of up to
+126 text tokens (one window of a ``max_length`` 208 model). The no-MMR twin trains only the (16,64) group.
 
-Usage:
-    python benchmarks/starter/train_starter.py --out /tmp/starter_runs/mmr --minutes 35
-    python benchmarks/starter/train_starter.py --out /tmp/starter_runs/nommr --minutes 35 --no-mmr
+Usage (in the background, niced, periodic checkpoints, log in OUT/training_log.jsonl):
+    nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/mmr --minutes 78 &
+    nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/nommr --no-mmr &
 """
 
 from __future__ import annotations
