@@ -219,3 +219,11 @@ def test_resume_refuses_a_checkpoint_of_another_recipe(pairs_file, tmp_path):
     again = Trainer(config(pairs_file, tmp_path / "a", max_steps=2, groups=[[1, 1]]))
     with pytest.raises(IncompatibleModelError, match=r"another recipe.*groups"):
         again.train(resume_from="latest")
+
+
+def test_the_checkpoint_declares_the_length_it_was_trained_at(tmp_path):
+    model = build_model(config("unused", "unused"))  # documents of 32 tokens + 4 + 8 meta tokens
+    assert model.config.max_length == 44 and model.family.max_length == 44
+    assert build_model(config("unused", "unused", max_length=100)).config.max_length == 100
+    with pytest.raises(InvalidInputError, match="no room for text"):
+        config("unused", "unused", max_length=12).validate()

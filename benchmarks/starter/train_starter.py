@@ -4,7 +4,7 @@ The recipe is sized for a 2-core CPU: LoRA (r=8) on the attention and MLP projec
 layers, meta tokens fully trained with a higher learning rate and initialised from pooled text, text states
 computed without gradient below the LoRA layers (``text_cache``; the BERT block mask keeps them independent of
 the meta tokens), distillation from the base MiniLM (align + KL) next to the MMR InfoNCE, documents of up to
-126 text tokens (one window of a ``max_length`` 208 model). The no-MMR twin trains only the (16,64) group.
+128 text tokens incl. [CLS]/[SEP] (one window of a ``max_length`` 208 model). The no-MMR twin trains only the (16,64) group.
 
 Usage (in the background, niced, periodic checkpoints, log in OUT/training_log.jsonl):
     nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/mmr --minutes 78 &
@@ -30,7 +30,7 @@ LORA_TARGETS = r".*encoder\.layer\.(4|5)\..*(query|key|value|dense)$"
 def recipe(
     train_file: str, out: str, *, mmr: bool, minutes: float | None, max_steps: int, threads: int
 ) -> TrainingConfig:
-    """Starter v2: full windows (126 text tokens = max_length 208 - 80 meta - 2 special), distillation from
+    """Starter v2: full windows (128 text tokens incl. specials = max_length 208 - 80 meta), distillation from
     the base MiniLM (align + KL), text states without gradient below the LoRA layers, pooled meta init."""
     return TrainingConfig(
         backbone=BACKBONE,
@@ -51,7 +51,8 @@ def recipe(
         max_steps=max_steps,
         max_minutes=minutes,
         max_query_length=32,
-        max_document_length=126,
+        max_document_length=128,
+        max_length=208,
         distill_align_weight=1.0,
         distill_kl_weight=1.0,
         text_cache=True,

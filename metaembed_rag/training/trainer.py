@@ -78,6 +78,7 @@ class TrainingConfig:
     max_minutes: float | None = None
     max_query_length: int | None = None
     max_document_length: int | None = None
+    max_length: int | None = None
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     eval_every: int = 0
@@ -127,6 +128,11 @@ class TrainingConfig:
             raise InvalidInputError(f"meta_init must be 'random' or 'pooled', got {self.meta_init!r}")
         if self.distill_align_weight < 0 or self.distill_kl_weight < 0:
             raise InvalidInputError("distillation weights must be >= 0")
+        if self.max_length is not None and self.max_length <= self.num_query_tokens + self.num_candidate_tokens:
+            raise InvalidInputError(
+                f"max_length {self.max_length} leaves no room for text next to "
+                f"{self.num_query_tokens + self.num_candidate_tokens} meta tokens"
+            )
         if self.max_passage_chars < 1:
             raise InvalidInputError(f"max_passage_chars must be >= 1, got {self.max_passage_chars}")
         for g in parse_groups(self.groups):
@@ -155,6 +161,7 @@ class TrainingConfig:
             "teacher_temperature": self.teacher_temperature,
             "max_query_length": self.max_query_length,
             "max_document_length": self.max_document_length,
+            "max_length": saved_max_length(self),
         }
 
 
@@ -169,6 +176,17 @@ class TrainingResult:
     output_dir: Path
 
 
+def saved_max_length(config: TrainingConfig) -> int:
+    """The ``max_length`` the trained checkpoint declares (text + meta tokens): ``config.max_length``, else
+    what the documents were trained at (``max_document_length`` + meta tokens), else 512. Readers that window
+    long pages size their windows from it, so it should match the training length."""
+    if config.max_length is not None:
+        return config.max_length
+    if config.max_document_length is not None:
+        return config.max_document_length + config.num_query_tokens + config.num_candidate_tokens
+    return 512
+
+
 def build_model(config: TrainingConfig) -> MetaEmbedModel:
     """A fresh model with LoRA, ready to train (fp32 weights; bf16 is used through autocast)."""
     model = MetaEmbedModel.from_backbone(
@@ -178,6 +196,7 @@ def build_model(config: TrainingConfig) -> MetaEmbedModel:
         config.projection_dim,
         query_prompt=config.query_prompt,
         document_prompt=config.document_prompt,
+        max_length=saved_max_length(config),
         device=resolve_device(config.device),
         dtype="float32",
         seed=config.seed,
