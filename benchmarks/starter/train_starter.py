@@ -4,7 +4,8 @@ The recipe is sized for a 2-core CPU: LoRA (r=8) on the attention and MLP projec
 layers, meta tokens fully trained with a higher learning rate and initialised from pooled text, text states
 computed without gradient below the LoRA layers (``text_cache``; the BERT block mask keeps them independent of
 the meta tokens), distillation from the base MiniLM (align + KL) next to the MMR InfoNCE, documents of up to
-128 text tokens incl. [CLS]/[SEP] (one window of a ``max_length`` 208 model). The no-MMR twin trains only the (16,64) group.
+128 text tokens incl. [CLS]/[SEP] (one window of a ``max_length`` 208 model). The no-MMR twin trains only
+the (16,64) group.
 
 Usage (in the background, niced, periodic checkpoints, log in OUT/training_log.jsonl):
     nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/mmr --minutes 78 &
