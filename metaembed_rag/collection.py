@@ -645,23 +645,23 @@ class DocumentCollection:
 
 
 def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorIndex, files: dict[str, FileEntry]) -> None:
-    """The manifest and the index must describe the same pages and the same model."""
+    """Every page the manifest lists must be in the index, and the index must be of the manifest's model.
+
+    (Pages added through :meth:`DocumentCollection.add_pages` without a file entry are allowed.)
+    """
     listed = {i for entry in files.values() for i in entry.ids}
-    stored = set(index.ids)
-    if listed != stored:
-        missing, extra = len(listed - stored), len(stored - listed)
+    missing = len([i for i in listed if i not in index])
+    if missing:
         raise IndexFormatError(
-            f"{folder}: the manifest and {INDEX_DIR}/ disagree ({missing} listed page(s) missing from the index, "
-            f"{extra} page(s) in the index not listed): the index is damaged or was replaced (rebuild it)"
+            f"{folder}: {missing} page(s) listed in {COLLECTION_FILE} are missing from {INDEX_DIR}/: the index is "
+            "damaged or was replaced (rebuild it)"
         )
     identity = config["model"].get("identity") or {}
     recorded = index.model_identity or {}
-    if (
-        identity.get("fingerprint")
-        and recorded.get("fingerprint")
-        and identity["fingerprint"] != recorded["fingerprint"]
+    if identity.get("embedding_dim") not in (None, index.dim) or (
+        identity.get("fingerprint") and recorded.get("fingerprint") not in (None, identity["fingerprint"])
     ):
-        raise IndexFormatError(f"{folder}: {INDEX_DIR}/ was built with another model than the manifest records")
+        raise IndexFormatError(f"{folder}: {INDEX_DIR}/ was built with another model than {COLLECTION_FILE} records")
 
 
 def summarize(

@@ -202,12 +202,13 @@ def _index_one(
         report.files_failed.append(LoadFailure(key, _reason(exc, path)))
         return
     if old is not None and old.complete and old.sha256 != digest and getattr(document, "repaired", False):
+        readable = document.page_count
         document.close()
         report.files_failed.append(
             LoadFailure(
                 key,
-                f"the file is damaged (MuPDF had to repair it; {document.page_count} of {old.page_count} pages "
-                f"readable); kept the {len(old_ids)} page(s) indexed from its earlier version",
+                f"the file is damaged (MuPDF had to repair it; {readable} of {old.page_count} pages readable); "
+                f"kept the {len(old_ids)} page(s) indexed from its earlier version",
             )
         )
         return
