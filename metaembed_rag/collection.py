@@ -302,7 +302,7 @@ class DocumentCollection:
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:
-        return readable_folder(path, COLLECTION_KIND) is not None and DocumentCollection._folder(path) is not None
+        return DocumentCollection._folder(path) is not None
 
     @staticmethod
     def _folder(path: str | os.PathLike) -> Path | None:

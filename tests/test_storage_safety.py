@@ -553,3 +553,15 @@ def test_a_retrained_model_on_an_old_index_is_incompatible(tmp_path, tiny_text_c
     model.invalidate_fingerprint()
     with pytest.raises(IncompatibleModelError):
         MultiVectorIndex.load(folder, model=model)
+
+
+def test_qdrant_edge_refuses_a_folder_with_foreign_files(tmp_path):
+    pytest.importorskip("qdrant_edge")
+    from metaembed_rag.index import QdrantMultiVectorStore
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "report.pdf").write_bytes(b"%PDF-1.4 mine")
+    with pytest.raises(UnsafePathError, match="report.pdf"):
+        QdrantMultiVectorStore.embedded(tmp_path, collection_name="docs", dim=8, stored_budgets=[(1, 4)])
+    assert sorted(p.name for p in folder.iterdir()) == ["report.pdf"]
