@@ -562,6 +562,6 @@ def test_qdrant_edge_refuses_a_folder_with_foreign_files(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "report.pdf").write_bytes(b"%PDF-1.4 mine")
-    with pytest.raises(UnsafePathError, match="report.pdf"):
+    with pytest.raises(UnsafePathError, match=r"report\.pdf"):
         QdrantMultiVectorStore.embedded(tmp_path, collection_name="docs", dim=8, stored_budgets=[(1, 4)])
     assert sorted(p.name for p in folder.iterdir()) == ["report.pdf"]
