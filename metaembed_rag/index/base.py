@@ -28,7 +28,7 @@ Cascade = Union[tuple[BudgetLike, int], None]
 
 
 def check_ids(ids: Sequence[str], *, unique: bool) -> list[str]:
-    """Validate document ids: non-empty strings that are valid Unicode (no lone surrogates), unique if asked.
+    r"""Validate document ids: non-empty strings that are valid Unicode (no lone surrogates), unique if asked.
 
     Example:
         >>> check_ids(["a", "b"], unique=True)
