@@ -7,7 +7,7 @@ optional. Malformed lines are reported with their line number and either stop re
 Example:
     >>> import json, pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.jsonl"
-    >>> _ = path.write_text(json.dumps({"query": "how do I list a directory?", "positive": "os.listdir()"}) + "\n")
+    >>> _ = path.write_text(json.dumps({"query": "how do I list a directory?", "positive": "os.listdir()"}))
     >>> pairs = read_pairs(path, on_error="skip")
     >>> pairs[0].query
     Side(text='how do I list a directory?', image=None)
