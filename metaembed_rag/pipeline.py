@@ -28,6 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .collection import DocumentCollection, FileEntry, check_collection_path, folder_size, page_id, source_key
+from .errors import InvalidInputError
 from .loaders import LoadFailure, discover_files, ocr_available, open_document, sha256_of
 from .loaders.ocr import INSTALL_HINT
 
@@ -120,6 +121,10 @@ def index_files(
 
     The run holds the collection's write lock (the one the CLI takes), so concurrent runs never lose pages.
     """
+    if isinstance(save_every_pages, bool) or not isinstance(save_every_pages, int) or save_every_pages < 1:
+        raise InvalidInputError(f"save_every_pages must be a positive integer, got {save_every_pages!r}")
+    if not save_interval_s > 0:
+        raise InvalidInputError(f"save_interval_s must be positive, got {save_interval_s!r}")
     start = time.perf_counter()
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     check_collection_path(collection.path, sources)
