@@ -17,7 +17,7 @@ from PIL import Image
 
 pytest.importorskip("langchain_core")
 
-from fixtures.documents import TEXTS, make_pdf
+from fixtures.documents import TEXTS, build_cli_index, make_pdf
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -28,7 +28,13 @@ from langchain_core.runnables import ConfigurableField, RunnablePassthrough
 from langchain_core.tools import create_retriever_tool
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from metaembed_rag.errors import BudgetError, InvalidInputError, MetaEmbedError, UnsupportedInputError
+from metaembed_rag.errors import (
+    BudgetError,
+    IndexNotFoundError,
+    InvalidInputError,
+    MetaEmbedError,
+    UnsupportedInputError,
+)
 from metaembed_rag.langchain import (
     MetaEmbedEmbeddings,
     MetaEmbedReranker,
@@ -58,21 +64,49 @@ def test_construction_is_cheap_and_every_field_has_a_default(tmp_path, monkeypat
     assert MetaEmbedRetriever().budget == (8, 16)
 
 
-def test_no_arguments_uses_the_cli_default_index(minilm_model, pdf_file, tmp_path, monkeypatch):
-    from metaembed_rag.collection import DocumentCollection
-    from metaembed_rag.pipeline import index_files
-
-    checkpoint = minilm_model.save_pretrained(tmp_path / "ckpt")
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def beside_a_cli_index(minilm_model, tmp_path, monkeypatch):
+    """Work in a folder where `metaembed-rag index` built ./.metaembed/default from a two-page PDF."""
+    pdf = make_pdf(tmp_path / "cli.pdf", ["Quarterly revenue grew by nine percent.", "Staff canteen menu."])
     monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
-    collection = DocumentCollection.create(".metaembed/default", model=str(checkpoint))
-    index_files(collection, [pdf_file], show_progress=False)
+    monkeypatch.chdir(tmp_path)
+    build_cli_index(tmp_path, minilm_model, [pdf])
+    return pdf
 
-    retriever = MetaEmbedRetriever(k=2)  # no model, no index: the CLI's default index and its model
-    docs = retriever.invoke(TEXTS[1])
-    assert docs[0].page_content.startswith("A sponge cake") and docs[0].metadata["page"] == 2
-    assert docs[0].metadata["source"] == str(pdf_file.resolve())
+
+def test_from_collection_opens_the_cli_index(beside_a_cli_index, minilm_model):
+    retriever = MetaEmbedRetriever.from_collection(k=2)  # no model: the one the index was built with
+    docs = retriever.invoke("Staff canteen menu.")
+    assert docs[0].page_content.startswith("Staff canteen") and docs[0].metadata["page"] == 2
+    assert docs[0].metadata["source"] == str(beside_a_cli_index.resolve())
     assert retriever.engine.model.fingerprint == minilm_model.fingerprint
+    assert len(MetaEmbedRetriever.from_collection("default").invoke("revenue")) == 2
+    with pytest.raises(IndexNotFoundError, match="papers") as caught:
+        MetaEmbedRetriever.from_collection("papers")
+    assert isinstance(caught.value, FileNotFoundError)
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRetriever.from_collection(index="x")
+
+
+def test_from_texts_beside_a_cli_index_holds_only_the_given_texts(beside_a_cli_index, minilm_model, tmp_path):
+    retriever = MetaEmbedRetriever.from_texts(TEXTS[:2], model=minilm_model, k=5)
+    docs = retriever.invoke("Quarterly revenue grew by nine percent.")
+    assert sorted(d.page_content for d in docs) == sorted(TEXTS[:2])  # no CLI page among them
+    assert len(retriever.engine.index) == 2
+    from_docs = MetaEmbedRetriever.from_documents([Document(page_content=TEXTS[3])], model=minilm_model)
+    assert [d.page_content for d in from_docs.invoke("revenue")] == [TEXTS[3]]
+    pdf = make_pdf(tmp_path / "given.pdf", [TEXTS[2]])
+    from_pdfs = MetaEmbedRetriever.from_pdfs([pdf], model=minilm_model, k=5)
+    assert [d.metadata["source"] for d in from_pdfs.invoke("revenue")] == [str(pdf.resolve())]
+    saved = retriever.engine.save(tmp_path / "mine")  # saving copies none of the CLI's pages
+    from metaembed_rag.index import MultiVectorIndex
+
+    assert len(MultiVectorIndex.load(saved if saved else tmp_path / "mine")) == 2
+    empty = MetaEmbedRetriever(model=minilm_model)  # no index given: an empty one, not the CLI's
+    assert empty.invoke("revenue") == []
+    from metaembed_rag.collection import DocumentCollection
+
+    assert len(DocumentCollection.open(".metaembed/default", model=minilm_model)) == 2  # CLI index untouched
 
 
 def test_invoke_returns_documents_with_text_and_metadata(retriever):

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from fixtures.documents import TEXTS, make_pdf
+from fixtures.documents import TEXTS, build_cli_index, make_pdf
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ImageBlock, TextBlock
 from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
@@ -203,6 +203,26 @@ def test_tool_retrieval(minilm_model):
         tools, index_cls=VectorStoreIndex, embed_model=MetaEmbedEmbedding(minilm_model)
     )
     assert len(object_index.as_retriever(similarity_top_k=2).retrieve("forecast")) == 2
+
+
+def test_tool_retriever_and_from_nodes_beside_a_cli_index(minilm_model, tmp_path, monkeypatch):
+    """Beside ./.metaembed/default, tool retrieval returns tools (today: PDF pages, then KeyError 'name')."""
+    pdf = make_pdf(tmp_path / "cli.pdf", ["Get the current weather forecast for a city.", "Add two numbers."])
+    monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
+    monkeypatch.chdir(tmp_path)
+    build_cli_index(tmp_path, minilm_model, [pdf])
+    tools = _tools()
+    picker = tool_retriever(tools, k=3, model=minilm_model)
+    chosen = picker.retrieve("Get the current weather forecast for a city.")
+    assert sorted(t.metadata.name for t in chosen) == ["add", "translate", "weather"]
+    with pytest.raises(InvalidInputError, match="exactly the given tools"):
+        tool_retriever(tools, index=".metaembed/default")
+    nodes = MetaEmbedRetriever.from_nodes([TextNode(text=TEXTS[0], id_="n0")], model=minilm_model, k=5)
+    assert [n.node.node_id for n in nodes.retrieve("weather forecast")] == ["n0"]
+    pages = MetaEmbedRetriever.from_pdfs([make_pdf(tmp_path / "mine.pdf", [TEXTS[1]])], model=minilm_model, k=5)
+    assert [n.node.metadata["page"] for n in pages.retrieve("weather")] == [1]
+    cli = MetaEmbedRetriever.from_collection(k=5)
+    assert sorted(n.node.metadata["page"] for n in cli.retrieve("weather")) == [1, 2]
 
 
 def test_embedding_is_the_1_1_vector(minilm_model):

@@ -28,8 +28,8 @@ class MetaEmbedRetriever(BaseRetriever):
     ``budget``/``k``/``cascade``/``filter`` may be overridden per call (``retriever.invoke(q, budget=(16, 64),
     k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
-    ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for the default index
-    (``./.metaembed/default`` when it exists, else a new in-memory index). ``image``: how documents carry the page
+    ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for a new in-memory index (never
+    the CLI's ``./.metaembed/default``: open that with :meth:`from_collection`). ``image``: how documents carry the page
     image — ``"path"`` (saved page images), ``"base64"`` (read or re-rendered on demand) or ``None``.
 
     Example:
@@ -58,6 +58,15 @@ class MetaEmbedRetriever(BaseRetriever):
         super().__init__(**data)
 
     # ------------------------------------------------------------------------------------------ build
+    @classmethod
+    def from_collection(cls, name_or_path: Any = None, **fields: Any) -> MetaEmbedRetriever:
+        """A retriever over an index built by ``metaembed-rag index`` (``None``: ``./.metaembed/default`` or
+        ``$METAEMBED_RAG_INDEX``; a bare name: ``./.metaembed/NAME``; else a folder), with its model."""
+        if "index" in fields or "engine" in fields:
+            raise InvalidInputError("from_collection opens the named index; do not pass index= or engine= too")
+        engine = LazySearcher.for_collection(name_or_path, model=fields.get("model"))
+        return cls(engine=engine, **fields)
+
     @classmethod
     def from_documents(
         cls, documents: Iterable[Document], *, ids: Sequence[str] | None = None, **fields: Any

@@ -23,8 +23,8 @@ class MetaEmbedRetriever(BaseRetriever):
 
     ``filters``: LlamaIndex ``MetadataFilters``, a metadata dict (``{"source": "a.pdf"}``,
     ``{"page": {"$in": [1, 2]}}``) or a predicate on the metadata.
-    ``model``/``index`` as in :class:`~metaembed_rag.lazy_searcher.LazySearcher`; nothing loads until the
-    first query. Returned nodes carry the page text and image (``image="auto"``: the saved file, else the PDF
+    ``model``/``index`` as in :class:`~metaembed_rag.lazy_searcher.LazySearcher` (no ``index``: a new in-memory
+    index, never the CLI's; :meth:`from_collection` opens that); nothing loads until the first query. Returned nodes carry the page text and image (``image="auto"``: the saved file, else the PDF
     page rendered on demand), so ``RetrieverQueryEngine.from_args(retriever, multimodal=True)`` sends both.
 
     Example:
@@ -57,6 +57,14 @@ class MetaEmbedRetriever(BaseRetriever):
         self.image = image
         self.engine = engine or LazySearcher(model=model, index=index)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
+
+    @classmethod
+    def from_collection(cls, name_or_path: Any = None, **kwargs: Any) -> MetaEmbedRetriever:
+        """A retriever over an index built by ``metaembed-rag index`` (``None``: ``./.metaembed/default`` or
+        ``$METAEMBED_RAG_INDEX``; a bare name: ``./.metaembed/NAME``; else a folder), with its model."""
+        if "index" in kwargs or "engine" in kwargs:
+            raise InvalidInputError("from_collection opens the named index; do not pass index= or engine= too")
+        return cls(engine=LazySearcher.for_collection(name_or_path, model=kwargs.get("model")), **kwargs)
 
     @classmethod
     def from_pdfs(cls, paths: Any, *, image_dir: str | None = None, load_options: dict | None = None, **kwargs):
