@@ -24,8 +24,9 @@ class MetaEmbedRetriever(BaseRetriever):
     ``filters``: LlamaIndex ``MetadataFilters``, a metadata dict (``{"source": "a.pdf"}``,
     ``{"page": {"$in": [1, 2]}}``) or a predicate on the metadata.
     ``model``/``index`` as in :class:`~metaembed_rag.lazy_searcher.LazySearcher` (no ``index``: a new in-memory
-    index, never the CLI's; :meth:`from_collection` opens that); nothing loads until the first query. Returned nodes carry the page text and image (``image="auto"``: the saved file, else the PDF
-    page rendered on demand), so ``RetrieverQueryEngine.from_args(retriever, multimodal=True)`` sends both.
+    index, never the CLI's; :meth:`from_collection` opens that); nothing loads until the first query.
+    Returned nodes carry the page text and image (``image="auto"``: the saved file, else the PDF page rendered on
+    demand), so ``RetrieverQueryEngine.from_args(retriever, multimodal=True)`` sends both.
 
     Example:
         >>> retriever = MetaEmbedRetriever(budget=(8, 16), k=3)                            # doctest: +SKIP
