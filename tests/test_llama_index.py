@@ -28,6 +28,7 @@ from metaembed_rag.errors import (
     InvalidInputError,
     UnsupportedInputError,
 )
+from metaembed_rag.filters import FilterError
 from metaembed_rag.llama_index import (
     MetaEmbedEmbedding,
     MetaEmbedRerank,
@@ -83,9 +84,40 @@ def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
     by_li_filter = MetaEmbedRetriever(engine=retriever.engine, filters=li_filters, k=4)
     assert sorted(n.node.metadata["page"] for n in by_li_filter.retrieve(TEXTS[0])) == [2, 4]
     exact = MetadataFilters(filters=[MetadataFilter(key="page", value=[1, 4], operator="in")])
-    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"page": {"$in": [1, 4]}}
-    with pytest.raises(UnsupportedInputError, match="text_match"):
-        MetaEmbedRetriever(filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator="text_match")]))
+    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"$and": [{"page": {"$in": [1, 4]}}]}
+    for unsupported in ("text_match", "contains", "any", "all"):
+        with pytest.raises(FilterError, match=unsupported):
+            MetaEmbedRetriever(
+                filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator=unsupported)])
+            )
+
+    def pages(filters):
+        return sorted(
+            n.node.metadata["page"]
+            for n in MetaEmbedRetriever(engine=retriever.engine, filters=filters, k=4).retrieve(TEXTS[0])
+        )
+
+    either = MetadataFilters(
+        filters=[MetadataFilter(key="page", value=1), MetadataFilter(key="page", value=4)], condition="or"
+    )
+    assert pages(either) == [1, 4]
+    assert pages(MetadataFilters(filters=[either], condition="not")) == [2, 3]
+    nested = MetadataFilters(filters=[either, MetadataFilter(key="page", value=2, operator="<")])
+    assert pages(nested) == [1]
+    assert pages(MetadataFilters(filters=[MetadataFilter(key="author", operator="is_empty", value=None)])) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    # source as the user gave it: the file name, a relative or the absolute path; file_name as readers set it
+    assert pages({"source": "notes.pdf"}) == [1, 2, 3, 4]
+    assert pages({"source": str(pdf_file)}) == [1, 2, 3, 4]
+    assert pages(MetadataFilters(filters=[MetadataFilter(key="file_name", value="notes.pdf")])) == [1, 2, 3, 4]
+    assert pages({"source": "other.pdf"}) == []
+    assert pages({"$or": [{"page": 2}, {"page": {"$gte": 4}}]}) == [2, 4]  # an operator, never a key name
+    with pytest.raises(FilterError, match=r"\$nand"):
+        MetaEmbedRetriever(filters={"$nand": [{"page": 1}]})
     cascade = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), cascade=((1, 1), 3), k=1)
     assert cascade.retrieve(TEXTS[1])[0].node.metadata["page"] == 2
 

@@ -44,6 +44,7 @@ from ..errors import (
     InvalidInputError,
     StoreConnectionError,
 )
+from ..filters import FILE_NAME_KEY, SOURCE_KEY, exact_source
 from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
 
 logger = logging.getLogger(__name__)
@@ -222,9 +223,11 @@ def _value_condition(key: str, value: Any) -> Condition | None:
 def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
     """Split a filter into Qdrant conditions and whether a residual must be checked here on the payloads.
 
-    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range) and
-    ``None`` (missing or null) become Qdrant conditions. A callable, list or dict values, and keys with
-    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated on the payloads instead.
+    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range),
+    ``None`` (missing or null) and ``$and`` of such become Qdrant conditions. The rest of the operator set of
+    :mod:`metaembed_rag.filters` (``$ne $nin $gt $gte $lt $lte $or $not``), a callable, list or dict values,
+    ``source`` values that are not absolute paths (matched by the path rules), ``file_name`` and keys with
+    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated exactly on the payloads instead.
     """
     if flt is None:
         return (), False
@@ -233,31 +236,44 @@ def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]
     conditions: list[Condition] = []
     residual = False
     for key, wanted in flt.items():
-        if not _is_qdrant_key(key):
+        if key == "$and":
+            for child in wanted:
+                child_conditions, child_residual = _translate_filter(child)
+                conditions.extend(child_conditions)
+                residual = residual or child_residual
+            continue
+        if key.startswith("$") or not _is_qdrant_key(key) or key == FILE_NAME_KEY:
             residual = True
             continue
-        if isinstance(wanted, Mapping):  # {"$in": [...]} (validated earlier)
-            values = list(wanted["$in"])
-            if not values:
-                conditions.append(Condition("any", key, ()))  # matches nothing
-                continue
-            if all(isinstance(v, str) for v in values) or all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
-            ):
-                conditions.append(Condition("any", key, tuple(values)))
-                continue
-            nested = [_value_condition(key, v) for v in values]
-            if any(c is None for c in nested):
+        ops = wanted if isinstance(wanted, Mapping) else {"$eq": wanted}
+        for op, operand in ops.items():
+            condition = _op_condition(key, op, operand)
+            if condition is None:
                 residual = True
-                continue
-            conditions.append(Condition("or", key, nested=tuple(nested)))  # type: ignore[arg-type]
-            continue
-        condition = _value_condition(key, wanted)
-        if condition is None:
-            residual = True
-        else:
-            conditions.append(condition)
+            else:
+                conditions.append(condition)
     return tuple(conditions), residual
+
+
+def _op_condition(key: str, op: str, operand: Any) -> Condition | None:
+    """The Qdrant condition for one ``key: {op: operand}``, or ``None`` when it is checked on the payloads."""
+    if op == "$eq":
+        if key == SOURCE_KEY and not exact_source(operand):
+            return None
+        return _value_condition(key, operand)
+    if op != "$in":
+        return None
+    values = list(operand)
+    if not values:
+        return Condition("any", key, ())  # matches nothing
+    if key == SOURCE_KEY and not all(exact_source(v) for v in values):
+        return None
+    if all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return Condition("any", key, tuple(values))
+    nested = [_value_condition(key, v) for v in values]
+    if any(c is None for c in nested):
+        return None
+    return Condition("or", key, nested=tuple(nested))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------------------
