@@ -316,3 +316,23 @@ def test_missing_extra_names_the_install_command():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert "pip install 'metaembed-rag[langchain]'" in done.stdout
+
+
+def test_missing_inputs_raise_file_not_found(minilm_model, tmp_path, monkeypatch):
+    from metaembed_rag.errors import InputNotFoundError
+    from metaembed_rag.loaders import load_pages
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputNotFoundError, match="reports/"):
+        list(load_pages("reports/"))
+    with pytest.raises(FileNotFoundError, match=r"missing\.pdf"):
+        VisualPDFLoader("missing.pdf")
+    with pytest.raises(InputNotFoundError, match=r"\*\.pdf: the pattern matches no file"):
+        VisualPDFLoader("nothing/*.pdf")
+    with pytest.raises(InputNotFoundError, match=r"x\.pdf"):
+        MetaEmbedRetriever.from_pdfs(["x.pdf"], model=minilm_model)
+    real = make_pdf(tmp_path / "real.pdf", [TEXTS[0]])
+    with pytest.raises(InputNotFoundError, match=r"gone\.pdf") as caught:  # one missing among real ones: no pages
+        MetaEmbedRetriever.from_pdfs([real, "gone.pdf"], model=minilm_model)
+    assert isinstance(caught.value, MetaEmbedError)
+    assert len(VisualPDFLoader(real).load()) == 1

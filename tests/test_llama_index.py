@@ -275,6 +275,19 @@ def test_visual_pdf_reader(pdf_file):
     assert VisualPDFReader(include_image=False).load_data(pdf_file)[0].image_resource is None
 
 
+def test_missing_inputs_raise_file_not_found(tmp_path, monkeypatch):
+    from metaembed_rag.errors import InputNotFoundError, MetaEmbedError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputNotFoundError, match=r"missing\.pdf") as caught:
+        VisualPDFReader().load_data("missing.pdf")
+    assert isinstance(caught.value, FileNotFoundError) and isinstance(caught.value, MetaEmbedError)
+    with pytest.raises(FileNotFoundError, match="reports/"):
+        VisualPDFReader().load_data(["reports/"])
+    with pytest.raises(FileNotFoundError, match=r"gone\.pdf"):
+        MetaEmbedRetriever.from_pdfs(["gone.pdf"])
+
+
 def test_rerank(minilm_model):
     nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in TEXTS]
     rerank = MetaEmbedRerank(model=minilm_model, budget=(16, 64), top_n=2)
