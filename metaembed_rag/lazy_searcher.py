@@ -30,7 +30,7 @@ from .collection import page_id, source_key
 from .errors import IndexNotFoundError, InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
-from .results import IMAGE_PATH_KEY, TEXT_KEY, RetrievedPage, hits_to_pages
+from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hits_to_pages
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class LazySearcher:
         self._index_spec = index
         self._searcher = None
         self._lock = threading.RLock()
+        self.image_cache = PageImageCache()
+        """Page images rendered for this engine's results, once per page (shared by its adapters)."""
         from .searcher import MetaEmbedSearcher
 
         if isinstance(index, MetaEmbedSearcher):

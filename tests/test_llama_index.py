@@ -4,6 +4,7 @@ a tiny real Qwen2.5-VL for image queries, and real PDFs. Ranking is asserted onl
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,10 @@ from llama_index.core.base.llms.types import ImageBlock, TextBlock
 from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
 from llama_index.core.objects import ObjectIndex
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import Node, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.tools import FunctionTool, QueryEngineTool, RetrieverTool
 from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from PIL import Image
 
 from metaembed_rag.errors import (
     BudgetError,
@@ -54,25 +56,65 @@ def test_construction_is_cheap(tmp_path, monkeypatch):
     assert retriever.engine.loaded is False
 
 
-def test_text_query_returns_nodes_with_text_and_image(retriever, pdf_file):
+def test_text_query_returns_text_and_image_nodes(retriever, pdf_file):
     results = retriever.retrieve(TEXTS[2])
     assert len(results) == 2 and all(isinstance(r, NodeWithScore) for r in results)
     top = results[0]
-    assert isinstance(top.node, Node)
-    assert top.node.text_resource.text.startswith("The Treaty of Westphalia")  # exact page text ranks first
+    assert isinstance(top.node, ImageNode) and isinstance(top.node, TextNode)
+    assert top.text.startswith("The Treaty of Westphalia")  # NodeWithScore.text works; exact page ranks first
     assert top.node.metadata["source"] == str(pdf_file) and top.node.metadata["page"] == 3
     assert top.node.metadata["budget"] == [8, 16]
     assert top.score == pytest.approx(top.node.metadata["score"])
-    assert top.node.image_resource is not None and top.node.image_resource.data  # re-rendered page
+    assert top.node.ref_doc_id == str(pdf_file)  # the page links to its file
+    assert top.node.source_node.metadata == {"source": str(pdf_file)}
+    # The image is a path, not pixels: nothing is rendered by a search, the page is rendered when first read.
+    cache = retriever.engine.image_cache
+    assert top.node.image is None and top.node.image_path.endswith(".png")
+    before = cache.renders
     kinds = [type(b).__name__ for b in top.node.get_content_blocks()]
-    assert kinds == ["TextBlock", "ImageBlock"]
+    assert kinds == ["TextBlock", "ImageBlock"] and cache.renders == before + 1
+    again = retriever.retrieve(TEXTS[2])[0]
+    assert again.node.image_path == top.node.image_path
+    again.node.get_content_blocks()
+    assert cache.renders == before + 1  # rendered once, then read from the cache
+    assert Image.open(again.node.resolve_image()).size[0] > 50
+
+
+def test_similarity_top_k_and_per_call_overrides(retriever):
+    li = MetaEmbedRetriever(engine=retriever.engine, similarity_top_k=3)
+    assert li.k == li.similarity_top_k == 3 and len(li.retrieve(TEXTS[0])) == 3
+    nodes = li.retrieve(TEXTS[0], similarity_top_k=1, budget=(16, 64), image=None, filters={"page": {"$gte": 2}})
+    assert len(nodes) == 1 and nodes[0].node.metadata["budget"] == [16, 64] and nodes[0].node.metadata["page"] >= 2
+    assert type(nodes[0].node) is TextNode
+    assert len(li.retrieve(TEXTS[0])) == 3  # the override was for that call only
+    async_nodes = asyncio.run(li.aretrieve(TEXTS[1], k=2, image="base64"))
+    assert len(async_nodes) == 2 and async_nodes[0].node.image  # inline PNG
+    assert base64.b64decode(async_nodes[0].node.image)[:4] == b"\x89PNG"
+    with pytest.raises(InvalidInputError, match="unknown retriever option"):
+        li.retrieve(TEXTS[0], top_k=3)
+    with pytest.raises(InvalidInputError, match="disagree"):
+        MetaEmbedRetriever(k=2, similarity_top_k=3)
+    with pytest.raises(InvalidInputError):
+        li.retrieve(TEXTS[0], similarity_top_k=0)
+
+
+def test_from_nodes_keeps_ref_doc_ids(minilm_model):
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    docs = [Document(text=t, doc_id=f"doc-{i}") for i, t in enumerate(TEXTS)]
+    nodes = SentenceSplitter(chunk_size=64, chunk_overlap=0).get_nodes_from_documents(docs)
+    li = MetaEmbedRetriever.from_nodes(nodes, model=minilm_model, similarity_top_k=2)
+    top = li.retrieve(TEXTS[1])[0]
+    assert type(top.node) is TextNode and top.node.ref_doc_id == "doc-1" and top.node.node_id == nodes[1].node_id
+    assert "ref_doc_id" not in top.node.get_content(metadata_mode=MetadataMode.LLM)
 
 
 def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
     wide = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), k=4, image=None)
     nodes = wide.retrieve(TEXTS[0])
     assert len(nodes) == 4 and nodes[0].node.metadata["budget"] == [16, 64]
-    assert nodes[0].node.image_resource is None
+    assert type(nodes[0].node) is TextNode
     only_page_two = MetaEmbedRetriever(engine=retriever.engine, filters={"page": {"$in": [2]}}, k=3)
     assert [n.node.metadata["page"] for n in only_page_two.retrieve(TEXTS[0])] == [2]
     li_filters = MetadataFilters(

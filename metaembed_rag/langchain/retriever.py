@@ -12,14 +12,14 @@ from pydantic import ConfigDict, Field
 
 from ..errors import InvalidInputError
 from ..lazy_searcher import LazySearcher
-from ..results import ImageMode, RetrievedPage
+from ..results import ImageMode, PageImageCache, RetrievedPage
 
 _OVERRIDABLE = ("budget", "k", "cascade", "filter")
 
 
-def page_to_document(page: RetrievedPage, image: ImageMode = "path") -> Document:
+def page_to_document(page: RetrievedPage, image: ImageMode = "path", cache: PageImageCache | None = None) -> Document:
     """A retrieved page as a LangChain ``Document`` (text as ``page_content``, the rest as metadata)."""
-    return Document(page_content=page.text, metadata=page.as_metadata(image=image), id=page.id)
+    return Document(page_content=page.text, metadata=page.as_metadata(image=image, cache=cache), id=page.id)
 
 
 class MetaEmbedRetriever(BaseRetriever):
@@ -30,7 +30,8 @@ class MetaEmbedRetriever(BaseRetriever):
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
     ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for a new in-memory index (never
     the CLI's ``./.metaembed/default``: open that with :meth:`from_collection`). ``image``: how documents carry the page
-    image — ``"path"`` (saved page images), ``"base64"`` (read or re-rendered on demand) or ``None``.
+    image — ``"path"`` (saved page images), ``"base64"`` (the saved image, or the PDF page rendered once and
+    cached) or ``None``.
 
     Example:
         >>> retriever = MetaEmbedRetriever(budget=(8, 16))            # cheap: nothing is loaded yet
@@ -120,10 +121,10 @@ class MetaEmbedRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
         pages = self.engine.retrieve(query, **self._options(overrides))
-        return [page_to_document(p, self.image) for p in pages]
+        return [page_to_document(p, self.image, self.engine.image_cache) for p in pages]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
         pages = await self.engine.aretrieve(query, **self._options(overrides))
-        return [page_to_document(p, self.image) for p in pages]
+        return [page_to_document(p, self.image, self.engine.image_cache) for p in pages]
