@@ -336,3 +336,51 @@ def test_missing_inputs_raise_file_not_found(minilm_model, tmp_path, monkeypatch
         MetaEmbedRetriever.from_pdfs([real, "gone.pdf"], model=minilm_model)
     assert isinstance(caught.value, MetaEmbedError)
     assert len(VisualPDFLoader(real).load()) == 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "qdrant"])
+def test_vector_store_search_kwargs_filters_and_mmr(minilm_model, backend):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from metaembed_rag.langchain import MetaEmbedVectorStore
+
+    store = None
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client")
+        from qdrant_client import QdrantClient
+
+        from metaembed_rag.index.qdrant import QdrantMultiVectorStore
+
+        store = QdrantMultiVectorStore(
+            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 4, 16, 64)
+        )
+    vs = MetaEmbedVectorStore(model=minilm_model, store=store)
+    ids = vs.add_texts(TEXTS, metadatas=[{"n": i, "source": f"/docs/f{i}.txt"} for i in range(4)], ids=list("abcd"))
+    assert ids == list("abcd")
+    scored = vs.similarity_search_with_score(TEXTS[2], k=4, budget=(16, 64))
+    assert scored[0][0].page_content == TEXTS[2] and scored[0][0].id == "c" and scored[0][0].metadata["n"] == 2
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True) and -1 <= scored[-1][1] <= 1
+    relevance = vs.similarity_search_with_relevance_scores(TEXTS[2], k=1)
+    assert 0 <= relevance[0][1] <= 1
+    assert [d.id for d in vs.similarity_search(TEXTS[0], k=4, filter={"n": {"$gte": 2}})] in (["c", "d"], ["d", "c"])
+    assert [d.id for d in vs.similarity_search(TEXTS[0], k=4, filter={"source": "f1.txt"})] == ["b"]
+    cascaded = vs.similarity_search(TEXTS[3], k=2, budget=(16, 64), cascade=((1, 1), 3))
+    assert cascaded[0].id == "d"
+    retriever = vs.as_retriever(search_kwargs={"k": 2, "budget": (4, 16), "filter": {"n": {"$ne": 0}}})
+    docs = retriever.invoke(TEXTS[1])
+    assert len(docs) == 2 and docs[0].id == "b" and all(d.metadata["n"] != 0 for d in docs)
+    mmr = vs.max_marginal_relevance_search(TEXTS[0], k=2, fetch_k=4)
+    assert len(mmr) == 2 and mmr[0].id == "a" and mmr[1].id != "a"
+    assert asyncio.run(vs.asimilarity_search(TEXTS[1], k=1))[0].id == "b"
+    vs.delete(["a", "zzz"])  # unknown ids are skipped, as LangChain stores do
+    assert {d.id for d in vs.get_by_ids(["a", "b", "c"])} == {"b", "c"}
+    with pytest.raises(InvalidInputError, match="unknown search option"):
+        vs.similarity_search("x", bogus=1)
+    with pytest.raises(InvalidInputError, match="'text'"):
+        vs.add_texts(["t"], metadatas=[{"text": "clobbered"}])
+    with pytest.raises(InvalidInputError, match="MetaEmbed model"):
+        MetaEmbedVectorStore.from_texts(["x"], embedding=DeterministicFakeEmbedding(size=8))
+    with pytest.raises(InvalidInputError):
+        vs.delete()
+    from_texts = MetaEmbedVectorStore.from_texts(TEXTS[:2], MetaEmbedEmbeddings(model=minilm_model))
+    assert len(from_texts.similarity_search(TEXTS[0], k=5)) == 2

@@ -1,6 +1,7 @@
 """LangChain adapters (``pip install 'metaembed-rag[langchain]'``, langchain-core 1.x): thin glue over the core.
 
 - :class:`MetaEmbedRetriever` — a ``BaseRetriever`` with a per-call ``budget``, ``k``, ``cascade`` and ``filter``.
+- :class:`MetaEmbedVectorStore` — a ``VectorStore`` (add/delete/get_by_ids/similarity_search…) over any store.
 - :class:`MetaEmbedEmbeddings` — the single (1,1) vector, for any LangChain vector store.
 - :class:`VisualPDFLoader` — PDF/image pages as ``Document`` s (text + page image metadata).
 - :class:`MetaEmbedReranker` — rescore documents from any retriever at a chosen budget.
@@ -23,11 +24,13 @@ from .embeddings import MetaEmbedEmbeddings  # noqa: E402
 from .loader import VisualPDFLoader  # noqa: E402
 from .reranker import MetaEmbedReranker  # noqa: E402
 from .retriever import MetaEmbedRetriever  # noqa: E402
+from .vectorstore import MetaEmbedVectorStore  # noqa: E402
 
 __all__ = [
     "MetaEmbedEmbeddings",
     "MetaEmbedReranker",
     "MetaEmbedRetriever",
+    "MetaEmbedVectorStore",
     "VisualPDFLoader",
     "image_content_blocks",
     "multimodal_message",
