@@ -21,7 +21,7 @@ from llama_index.core.objects import ObjectIndex
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.tools import FunctionTool, QueryEngineTool, RetrieverTool
-from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores import MetadataFilter, MetadataFilters, VectorStoreQuery
 from PIL import Image
 
 from metaembed_rag.errors import (
@@ -351,3 +351,81 @@ def test_missing_extra_names_the_install_command():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert "pip install 'metaembed-rag[llama-index]'" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["memory", "qdrant"])
+def test_vector_store_inside_vector_store_index(minilm_model, backend):
+    from llama_index.core import Document, StorageContext
+    from llama_index.core.vector_stores import FilterCondition
+
+    from metaembed_rag.llama_index import MetaEmbedVectorStore
+
+    store = None
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client")
+        from qdrant_client import QdrantClient
+
+        from metaembed_rag.index.qdrant import QdrantMultiVectorStore
+
+        store = QdrantMultiVectorStore(
+            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 16, 64)
+        )
+    vector_store = MetaEmbedVectorStore(model=minilm_model, store=store)
+    docs = [
+        Document(text=t, doc_id=f"doc-{i}", metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
+        for i, t in enumerate(TEXTS)
+    ]
+    index = VectorStoreIndex.from_documents(
+        docs,
+        storage_context=StorageContext.from_defaults(vector_store=vector_store),
+        embed_model=vector_store.embed_model,
+    )
+    assert len(vector_store.client) == 4
+    top = index.as_retriever(similarity_top_k=2).retrieve(TEXTS[2])
+    assert len(top) == 2 and top[0].node.ref_doc_id == "doc-2" and top[0].text == TEXTS[2]
+    assert type(top[0].node) is TextNode and top[0].node.metadata == {"n": 2, "topic": "even"}
+    odd = MetadataFilters(filters=[MetadataFilter(key="topic", value="odd")])
+    assert {n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=4, filters=odd).retrieve(TEXTS[0])} == {
+        "doc-1",
+        "doc-3",
+    }
+    either = MetadataFilters(
+        filters=[MetadataFilter(key="n", value=0), MetadataFilter(key="n", value=3, operator=">=")],
+        condition=FilterCondition.OR,
+    )
+    assert {n.node.metadata["n"] for n in index.as_retriever(similarity_top_k=4, filters=either).retrieve("x")} == {
+        0,
+        3,
+    }
+    wide = index.as_retriever(similarity_top_k=1, vector_store_kwargs={"budget": (16, 64)}).retrieve(TEXTS[1])
+    assert wide[0].node.ref_doc_id == "doc-1"
+    # a query engine with llama-index-core's mock LLM (an offline stand-in) gets the retrieved text
+    llm = MockLLMWithChatMemoryOfLastCall(is_chat_model=True)
+    response = index.as_query_engine(llm=llm, similarity_top_k=1).query(TEXTS[3])
+    assert response.source_nodes[0].node.ref_doc_id == "doc-3"
+    assert any(TEXTS[3] in str(m.content) for m in llm.last_chat_messages)
+    # get_nodes / delete (by ref_doc_id) / delete_nodes / clear
+    got = vector_store.get_nodes(
+        filters=MetadataFilters(filters=[MetadataFilter(key="n", value=[1, 2], operator="in")])
+    )
+    assert sorted(n.ref_doc_id for n in got) == ["doc-1", "doc-2"]
+    node_id = got[0].node_id
+    assert [n.node_id for n in vector_store.get_nodes(node_ids=[node_id, "nope"])] == [node_id]
+    index.delete_ref_doc("doc-0")
+    assert len(vector_store.client) == 3
+    assert all(n.node.ref_doc_id != "doc-0" for n in index.as_retriever(similarity_top_k=4).retrieve(TEXTS[0]))
+    vector_store.delete_nodes(filters=odd)
+    assert sorted(n.metadata["n"] for n in vector_store.get_nodes(filters=either)) == []  # 0 deleted, 3 is odd
+    vector_store.add([TextNode(text=TEXTS[0], id_="again", metadata={"n": 9})])
+    assert asyncio.run(vector_store.aquery(VectorStoreQuery(query_str=TEXTS[0], similarity_top_k=5))).ids[0] == "again"
+    with pytest.raises(InvalidInputError, match="query_str"):
+        vector_store.query(VectorStoreQuery(query_embedding=[0.0] * 384, similarity_top_k=1))
+    with pytest.raises(FilterError, match="text_match"):
+        vector_store.query(
+            VectorStoreQuery(
+                query_str="x",
+                filters=MetadataFilters(filters=[MetadataFilter(key="n", value="x", operator="text_match")]),
+            )
+        )
+    vector_store.clear()
+    assert len(vector_store.client) == 0

@@ -87,6 +87,10 @@ class MultiVectorStore(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Ids of the stored documents whose metadata passes ``filter`` (all of them for ``None``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its documents by metadata")
+
     @abstractmethod
     def search(
         self,

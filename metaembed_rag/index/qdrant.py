@@ -730,6 +730,25 @@ class QdrantMultiVectorStore(MultiVectorStore):
             for row in results
         ]
 
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Document ids whose metadata passes ``filter`` (scrolling the payloads Qdrant pre-selects)."""
+        flt = validate_filter(filter)
+        conditions, _ = _translate_filter(flt)
+        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
+            return []
+        found: list[str] = []
+        offset = None
+        while True:
+            records, offset = self._call(
+                lambda offset=offset: self._backend.scroll(conditions, offset, 1024), "scrolling payloads"
+            )
+            for record in records:
+                doc_id = record.payload.get(ID_FIELD)
+                if isinstance(doc_id, str) and matches_filter(_metadata(record.payload), flt):
+                    found.append(doc_id)
+            if offset is None or not records:
+                return found
+
     def _matching_points(self, conditions: tuple[Condition, ...], flt: MetadataFilter) -> list[str]:
         """Point ids whose metadata passes ``flt``, scrolling those that pass ``conditions`` in Qdrant."""
         allowed: list[str] = []
