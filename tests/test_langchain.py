@@ -384,3 +384,30 @@ def test_vector_store_search_kwargs_filters_and_mmr(minilm_model, backend):
         vs.delete()
     from_texts = MetaEmbedVectorStore.from_texts(TEXTS[:2], MetaEmbedEmbeddings(model=minilm_model))
     assert len(from_texts.similarity_search(TEXTS[0], k=5)) == 2
+
+
+def test_image_queries(request, pdf_file, tmp_path, minilm_model):
+    pytest.importorskip("fixtures.tiny_qwen")
+    from metaembed_rag.results import render_pdf_page
+
+    query_image = tmp_path / "page2.png"
+    render_pdf_page(pdf_file, 2, dpi=36).save(query_image)
+    text_only = MetaEmbedRetriever.from_texts(TEXTS[:2], model=minilm_model)
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        text_only.invoke("", query_image=str(query_image))
+    model = request.getfixturevalue("tiny_qwen_model")
+    retriever = MetaEmbedRetriever.from_pdfs([pdf_file], model=model, budget=(4, 8), k=2, load_options={"dpi": 36})
+    by_path = retriever.invoke("", query_image=str(query_image))
+    assert len(by_path) == 2 and {d.metadata["page"] for d in by_path} == {1, 2}
+    encoded = base64.b64encode(query_image.read_bytes()).decode()
+    blocks = [{"type": "text", "text": "this page"}, {"type": "image", "base64": encoded, "mime_type": "image/png"}]
+    by_block = retriever.invoke(blocks)
+    with_text = retriever.invoke("this page", query_image=query_image.read_bytes())
+    assert [d.id for d in by_block] == [d.id for d in with_text]  # same query, two spellings
+    assert [d.metadata["score"] for d in by_block] == pytest.approx([d.metadata["score"] for d in with_text])
+    data_url = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}}]
+    assert [d.id for d in retriever.invoke(data_url)] == [d.id for d in by_path]
+    with pytest.raises(UnsupportedInputError, match="remote URLs"):
+        retriever.invoke([{"type": "image", "url": "https://example.com/x.png"}])
+    with pytest.raises(InvalidInputError, match="once"):
+        retriever.invoke(blocks, query_image=str(query_image))
