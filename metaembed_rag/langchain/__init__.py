@@ -5,6 +5,7 @@
 - :class:`MetaEmbedEmbeddings` — the single (1,1) vector, for any LangChain vector store.
 - :class:`VisualPDFLoader` — PDF/image pages as ``Document`` s (text + page image metadata).
 - :class:`MetaEmbedReranker` — rescore documents from any retriever at a chosen budget.
+- :func:`format_documents` — retrieved documents as prompt text (numbered passages with file and page).
 - :func:`image_content_blocks` — page images as content blocks for a multimodal chat model.
 
 Example:
@@ -19,7 +20,7 @@ from ..errors import require
 
 require("langchain_core", "langchain", "the LangChain integration")
 
-from .content import image_content_blocks, multimodal_message  # noqa: E402
+from .content import format_documents, image_content_blocks, multimodal_message  # noqa: E402
 from .embeddings import MetaEmbedEmbeddings  # noqa: E402
 from .loader import VisualPDFLoader  # noqa: E402
 from .reranker import MetaEmbedReranker  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "MetaEmbedRetriever",
     "MetaEmbedVectorStore",
     "VisualPDFLoader",
+    "format_documents",
     "image_content_blocks",
     "multimodal_message",
 ]
