@@ -29,8 +29,8 @@ from typing import Any
 
 from .budget import BudgetLike
 from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
-from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit
-from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
+from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, validate_metadata
+from .index.memory import MultiVectorIndex, check_model_identity
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .modeling.model import MetaEmbedModel
 
