@@ -354,6 +354,12 @@ class DocumentCollection:
         return float(self.config["dpi"])
 
     def __len__(self) -> int:
+        """Pages in the collection (a long page stored as several windows counts once)."""
+        return sum(len(entry.ids) for entry in self.files.values())
+
+    @property
+    def window_count(self) -> int:
+        """Stored multi-vector units: one per page, or one per window of a page longer than the model reads."""
         return len(self.index)
 
     # ------------------------------------------------------------------------------------------ writing
@@ -399,10 +405,18 @@ class DocumentCollection:
             known = ", ".join(sorted(self.files)[:5]) or "none"
             raise DocumentNotFoundError(f"{source} is not in the index at {self.path} (indexed files: {known})")
         present = [i for i in entry.ids if i in self.index]
-        if present:
-            self.index.delete(present)
+        self.delete_pages(present)
         del self.files[key]
         return len(present)
+
+    def delete_pages(self, ids: Sequence[str]) -> None:
+        """Remove pages by id, each with all its windows (no model is loaded)."""
+        from .windows import stored_window_ids
+
+        found = stored_window_ids(self.index, ids)
+        expanded = list(dict.fromkeys(w for doc_id in ids for w in found.get(doc_id, [doc_id])))
+        if expanded:
+            self.index.delete(expanded)
 
     # ------------------------------------------------------------------------------------------ reading
     def search(
@@ -423,7 +437,7 @@ class DocumentCollection:
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: model, mode, dpi, counts, sizes, and per-file page counts."""
-        return summarize(self.path, self.config, pages=len(self.index), files=self.files, index=self.index)
+        return summarize(self.path, self.config, pages=len(self), files=self.files, index=self.index)
 
 
 def summarize(
@@ -452,7 +466,21 @@ def summarize(
         "per_file": {s: {"pages": len(e.ids), "page_count": e.page_count} for s, e in sorted(files.items())},
     }
     if index is not None:
-        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype})
+        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype, "windows": len(index)})
+    else:
+        with contextlib.suppress(IndexFormatError, OSError, ValueError, KeyError):
+            from .index.persistence import read_index_config
+
+            index_config = read_index_config(path / INDEX_DIR)
+            info.update(
+                {
+                    "stored_vectors": index_config.get("stored_vectors"),
+                    "storage_dtype": index_config.get("dtype"),
+                    "windows": index_config.get("count"),
+                }
+            )
+    if info.get("windows") is not None:
+        info["windows_per_page"] = round(info["windows"] / pages, 2) if pages else 0.0
     return info
 
 

@@ -47,6 +47,7 @@ class IndexReport:
     pages_removed: int = 0
     seconds: float = 0.0
     index_pages: int = 0
+    index_windows: int = 0
     index_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class IndexReport:
             "pages_removed": self.pages_removed,
             "seconds": round(self.seconds, 3),
             "index_pages": self.index_pages,
+            "index_windows": self.index_windows,
             "index_bytes": self.index_bytes,
         }
 
@@ -127,7 +129,8 @@ def index_files(
         if save and changed:
             collection.save()
         report.seconds = time.perf_counter() - start
-        report.index_pages = len(collection.index)
+        report.index_pages = len(collection)
+        report.index_windows = collection.window_count
         report.index_bytes = folder_size(collection.path) if collection.path.exists() else 0
     if any(f.reason == NO_OCR_REASON for f in report.pages_skipped):
         logger.warning("%d scanned page(s) were skipped; %s", len(report.pages_skipped), INSTALL_HINT)
@@ -199,7 +202,7 @@ def _index_one(
     keep = set(new_ids)
     stale = [i for i in old_ids if i not in keep and i in collection.index]
     if stale:
-        collection.index.delete(stale)
+        collection.delete_pages(stale)
         report.pages_removed += len(stale)
     entry.ids = new_ids
     entry.complete = True

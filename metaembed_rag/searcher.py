@@ -8,6 +8,11 @@ Document ids: when not given, each document's id is a stable content hash (SHA-2
 pixels and its metadata, 32 hex digits), so adding the same document twice stores it once, and identical
 inputs within one call map to the same id.
 
+Long documents: a text longer than the model reads (:meth:`MetaEmbedModel.text_capacity`) is split into
+overlapping windows, each stored as its own multi-vector unit linked to its page; a search ranks pages by their
+best window and lists each page once (see :mod:`metaembed_rag.windows`). Deleting or replacing a page removes
+all its windows.
+
 Example:
     >>> from metaembed_rag.searcher import MetaEmbedSearcher
     >>> searcher = MetaEmbedSearcher(model)                                   # doctest: +SKIP
@@ -33,6 +38,7 @@ from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit
 from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .modeling.model import MetaEmbedModel
+from .windows import WINDOW_KEY, page_hits, stored_window_ids, window_id
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +85,11 @@ class MetaEmbedSearcher:
         index: the store to use; ``None`` creates an empty :class:`MultiVectorIndex` for the model (its dim,
             64 stored vectors or the model's candidate count if smaller, float32, CPU).
         batch_size: documents encoded per forward pass.
+        windows: split texts longer than the model reads into windows (default); ``False`` encodes the first
+            :meth:`~MetaEmbedModel.text_capacity` tokens only, with a warning (the behaviour before windows).
+        window_tokens: tokens per window (default and maximum: the model's text capacity).
+        window_overlap: tokens shared by consecutive windows (default a quarter of a window).
+        max_windows: windows per page at most (default 256); the rest of a longer page is left out, with a warning.
     """
 
     def __init__(
@@ -87,6 +98,10 @@ class MetaEmbedSearcher:
         index: MultiVectorStore | None = None,
         *,
         batch_size: int = 16,
+        windows: bool = True,
+        window_tokens: int | None = None,
+        window_overlap: int | None = None,
+        max_windows: int | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -111,6 +126,12 @@ class MetaEmbedSearcher:
             index.model_identity = dict(self._model.identity)
         self._index = index
         self.batch_size = batch_size
+        self.windows = bool(windows)
+        self.window_tokens = window_tokens
+        self.window_overlap = window_overlap
+        self.max_windows = max_windows
+        if self.windows:  # check the window settings now rather than at the first add
+            self._model.split_document("", window_tokens=window_tokens, overlap=window_overlap, max_windows=max_windows)
 
     @property
     def model(self) -> MetaEmbedModel:
@@ -153,16 +174,62 @@ class MetaEmbedSearcher:
             all_ids = list(ids)
             if len(set(all_ids)) != n:
                 raise DuplicateIdError("duplicate ids in one add_documents call")
+        for position, meta in enumerate(metas):
+            if WINDOW_KEY in meta:
+                raise InvalidInputError(f"metadata key {WINDOW_KEY!r} of document {position} is reserved for windows")
         first: dict[str, int] = {}
         for position, doc_id in enumerate(all_ids):
             first.setdefault(doc_id, position)
         keep = sorted(first.values())  # identical generated ids = identical documents: encode once
-        embeddings = self._model.encode_document(
-            [items[i] for i in keep], batch_size=self.batch_size, show_progress=show_progress
-        )
-        self._index.add([all_ids[i] for i in keep], embeddings, [metas[i] for i in keep])
-        logger.debug("added %d documents", len(keep))
+        unit_ids, unit_inputs, unit_metas = [], [], []
+        for i in keep:
+            for unit in self._units(all_ids[i], items[i], metas[i]):
+                unit_ids.append(unit[0])
+                unit_inputs.append(unit[1])
+                unit_metas.append(unit[2])
+        page_ids = [all_ids[i] for i in keep]
+        before = stored_window_ids(self._index, page_ids)
+        embeddings = self._model.encode_document(unit_inputs, batch_size=self.batch_size, show_progress=show_progress)
+        self._index.add(unit_ids, embeddings, unit_metas)
+        written = set(unit_ids)
+        stale = [w for page in page_ids for w in before.get(page, []) if w not in written]
+        if stale:  # a replaced page now has fewer windows
+            self._index.delete(stale)
+        logger.debug("added %d documents as %d windows", len(keep), len(unit_ids))
         return all_ids
+
+    def _units(self, doc_id: str, item: ModelInput, meta: dict[str, Any]) -> list[tuple[str, ModelInput, dict]]:
+        """The stored units of one document: itself, or its windows when its text is longer than the model reads."""
+        if not self.windows or not item.text or item.image is not None:
+            return [(doc_id, item, meta)]
+        plan = self._model.split_document(
+            item.text, window_tokens=self.window_tokens, overlap=self.window_overlap, max_windows=self.max_windows
+        )
+        if plan.capped:
+            logger.warning(
+                "document %s is too long: only its first %d of %d characters (%d windows, the max_windows limit) "
+                "are indexed",
+                doc_id,
+                plan.covered_chars,
+                len(item.text),
+                plan.count,
+            )
+        if plan.count == 1:
+            return [(doc_id, item, meta)]
+        units = []
+        for window in plan.windows:
+            link = {
+                "page": doc_id,
+                "index": window.index,
+                "count": plan.count,
+                "start": window.start,
+                "end": window.end,
+                "text": window.text,
+            }
+            stored = dict(meta) if window.index == 0 else {k: v for k, v in meta.items() if k != "text"}
+            stored[WINDOW_KEY] = link
+            units.append((window_id(doc_id, window.index), ModelInput(text=window.text), stored))
+        return units
 
     def _encode_queries(self, queries: Sequence[EncodeInput]):
         return self._model.encode_query(queries, batch_size=max(self.batch_size, 32), show_progress=False)
@@ -200,11 +267,43 @@ class MetaEmbedSearcher:
             to_model_inputs(list(queries))  # still reject malformed queries
             return [[] for _ in queries]
         embeddings = self._encode_queries(list(queries))
-        return self._index.search(embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize)
+        return self._page_search(embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize)
+
+    def _page_search(self, embeddings, *, budget, k, filter, cascade, normalize) -> list[list[SearchHit]]:
+        """The ``k`` best pages per query: window hits are fetched until ``k`` distinct pages are found (exact:
+        a page not among them has every window below the last one fetched)."""
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        rows = len(self._index)
+        fetch = min(rows, k * 4)
+        while True:
+            plan = cascade
+            if cascade is not None and isinstance(cascade, (tuple, list)) and len(cascade) == 2:
+                n = cascade[1]
+                if isinstance(n, int) and not isinstance(n, bool) and n >= k:
+                    plan = (cascade[0], max(n, fetch))
+            raw = self._index.search(
+                embeddings, budget=budget, k=max(1, fetch), filter=filter, cascade=plan, normalize=normalize
+            )
+            grouped = [page_hits(self._index, hits, k) for hits in raw]
+            short = any(len(g) < k and len(h) >= fetch for g, h in zip(grouped, raw, strict=True))
+            if not short or fetch >= rows:
+                return grouped
+            fetch = min(rows, fetch * 4)
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id (unknown ids raise and nothing is removed)."""
-        self._index.delete(ids)
+        """Remove documents by id, each with all its windows (unknown ids raise and nothing is removed)."""
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
+        found = stored_window_ids(self._index, [i for i in ids if isinstance(i, str)])
+        if len(found) < len(set(ids)):
+            self._index.delete(ids)  # raises the store's own DocumentNotFoundError, removing nothing
+        expanded = list(dict.fromkeys(w for doc_id in ids for w in found[doc_id]))
+        self._index.delete(expanded)
+
+    def page_ids(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """For each stored id of ``ids``: every stored id of its page (window 0 first); unknown ids left out."""
+        return stored_window_ids(self._index, ids)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the index (atomically); the model is not copied, only its identity is recorded."""
@@ -222,8 +321,11 @@ class MetaEmbedSearcher:
         device: str = "cpu",
         mmap: bool = False,
         batch_size: int = 16,
+        **options: Any,
     ) -> MetaEmbedSearcher:
-        """Load a saved index with ``model`` (default: the starter model); a model mismatch is refused."""
+        """Load a saved index with ``model`` (default: the starter model); a model mismatch is refused.
+
+        ``options`` are the constructor's keyword options (``windows``, ``window_tokens`` …)."""
         resolved = _resolve_model(model)
         index = MultiVectorIndex.load(path, device=device, mmap=mmap, model=resolved)
-        return cls(resolved, index, batch_size=batch_size)
+        return cls(resolved, index, batch_size=batch_size, **options)

@@ -113,6 +113,16 @@ class Qwen2VLFamily(BackboneFamily):
         self._prefix = self._special_ids("<|im_start|>user\n")
         self._suffix = self._special_ids("<|im_end|>\n")
 
+    def text_overhead(self, prompt: str) -> int:
+        prompt_ids = self.processor.tokenizer(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return len(self._prefix) + len(self._suffix) + len(prompt_ids)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.processor.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def _special_ids(self, template: str) -> list[int]:
         return list(self.processor.tokenizer(template, add_special_tokens=False)["input_ids"])
 
