@@ -5,8 +5,11 @@ The folder (default ``./.metaembed/default``) is what ``metaembed-rag index`` bu
     collection.json   format name and version, the model (reference and identity), the embedding mode
                       (text / image / image+text), the rendering dpi, and one entry per indexed file:
                       its SHA-256, its page ids, skipped pages and whether it was indexed completely
-    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one document per page; its metadata
-                      holds source, page, page_count, sha256, title, author, text …)
+    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one unit per page, or one per window of
+                      a page longer than the model reads; its metadata holds source, page, page_count, sha256,
+                      title, author, text …)
+    lexical/          the BM25 side for hybrid search (:class:`~metaembed_rag.lexical.LexicalIndex`); an index
+                      without it (built before hybrid search existed) gets it built from the stored page text
 
 The whole folder is replaced atomically on :meth:`DocumentCollection.save`, so the manifest and the index
 always agree, and a crash leaves the previous state.
@@ -52,6 +55,7 @@ FORMAT_NAME = "metaembed_rag.DocumentCollection"
 FORMAT_VERSION = 1
 COLLECTION_FILE = "collection.json"
 INDEX_DIR = "index"
+LEXICAL_DIR = "lexical"
 DEFAULT_COLLECTION = Path(".metaembed") / "default"
 COLLECTION_ENV = "METAEMBED_RAG_INDEX"
 STARTER = "starter"
@@ -212,6 +216,8 @@ class DocumentCollection:
         self._model = None
         self._searcher = None
         self._model_loader = model_loader
+        self.lexical: Any = None
+        """The BM25 side as loaded or created (the searcher keeps it up to date once built)."""
         if model is not None:
             self._model_loader = lambda: model
             _ = self.model  # check it now
@@ -233,7 +239,7 @@ class DocumentCollection:
         if self._searcher is None:
             from .searcher import MetaEmbedSearcher
 
-            self._searcher = MetaEmbedSearcher(self.model, self.index)
+            self._searcher = MetaEmbedSearcher(self.model, self.index, lexical=self.lexical)
         return self._searcher
 
     # ------------------------------------------------------------------------------------------ opening
@@ -298,7 +304,11 @@ class DocumentCollection:
             "embedding_mode": mode,
             "dpi": dpi,
         }
-        return cls(path, index, config, {}, model=model)
+        collection = cls(path, index, config, {}, model=model)
+        from .lexical import LexicalIndex
+
+        collection.lexical = LexicalIndex()
+        return collection
 
     @classmethod
     def open(
@@ -322,10 +332,15 @@ class DocumentCollection:
             raise IndexFormatError(f"{path / COLLECTION_FILE}: malformed file manifest ({exc})") from exc
         if model is None or isinstance(model, (str, os.PathLike)):
             reference = config["model"]["reference"] if model is None else model_reference(model)
-            return cls(
+            collection = cls(
                 path, index, config, files, model_loader=lambda: load_model(reference, device=device, dtype=dtype)
             )
-        return cls(path, index, config, files, model=model)
+        else:
+            collection = cls(path, index, config, files, model=model)
+        from .searcher import load_lexical
+
+        collection.lexical = load_lexical(path / LEXICAL_DIR, [i for entry in files.values() for i in entry.ids])
+        return collection
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, **kwargs: Any) -> DocumentCollection:
@@ -366,8 +381,11 @@ class DocumentCollection:
     def save(self) -> Path:
         """Write index and manifest together, atomically replacing the folder."""
         self.config["files"] = {source: asdict(entry) for source, entry in sorted(self.files.items())}
+        lexical = self._lexical_side()
         with atomic_directory(self.path) as staging:
             self.index.save(staging / INDEX_DIR)
+            if lexical is not None:
+                lexical.save(staging / LEXICAL_DIR)
             write_json_atomic(staging / COLLECTION_FILE, self.config)
         return self.path
 
@@ -417,6 +435,14 @@ class DocumentCollection:
         expanded = list(dict.fromkeys(w for doc_id in ids for w in found.get(doc_id, [doc_id])))
         if expanded:
             self.index.delete(expanded)
+        lexical = self._lexical_side()
+        if lexical is not None:
+            lexical.delete(found.get(doc_id, [doc_id])[0] for doc_id in ids)
+
+    def _lexical_side(self) -> Any:
+        if self._searcher is not None:
+            return self._searcher.lexical_if_built
+        return self.lexical
 
     # ------------------------------------------------------------------------------------------ reading
     def search(
@@ -428,12 +454,18 @@ class DocumentCollection:
         cascade: tuple[BudgetLike, int] | None = None,
         filter: Any = None,
         normalize: bool = True,
+        hybrid: Any = None,
     ) -> list[SearchHit]:
-        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade)."""
+        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade).
+
+        ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         budget = Budget.parse(budget)
-        return self.searcher.search(query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize)
+        return self.searcher.search(
+            query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid
+        )
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: model, mode, dpi, counts, sizes, and per-file page counts."""

@@ -34,11 +34,16 @@ from typing import Any
 
 from .budget import BudgetLike
 from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
-from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit
+from .fusion import HybridOptions, fuse
+from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, matches_filter, validate_filter
 from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
 from .inputs import EncodeInput, ModelInput, to_model_inputs
+from .lexical import LexicalIndex, ids_digest
 from .modeling.model import MetaEmbedModel
-from .windows import WINDOW_KEY, page_hits, stored_window_ids, window_id
+from .windows import WINDOW_KEY, lookup_metadata, page_hits, stored_window_ids, window_id, window_info
+
+LEXICAL_DIR = "lexical"
+"""Sub-folder of a saved index holding its lexical (BM25) side."""
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class MetaEmbedSearcher:
         window_tokens: tokens per window (default and maximum: the model's text capacity).
         window_overlap: tokens shared by consecutive windows (default a quarter of a window).
         max_windows: windows per page at most (default 256); the rest of a longer page is left out, with a warning.
+        lexical: the BM25 side for hybrid search. ``None``: a new one for an empty index; for an index that
+            already holds documents it is built from their stored text at the first hybrid search.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class MetaEmbedSearcher:
         window_tokens: int | None = None,
         window_overlap: int | None = None,
         max_windows: int | None = None,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -130,6 +138,9 @@ class MetaEmbedSearcher:
         self.window_tokens = window_tokens
         self.window_overlap = window_overlap
         self.max_windows = max_windows
+        if lexical is not None and not isinstance(lexical, LexicalIndex):
+            raise InvalidInputError(f"lexical must be a LexicalIndex or None, got {type(lexical).__name__}")
+        self._lexical = lexical if lexical is not None else (LexicalIndex() if len(index) == 0 else None)
         if self.windows:  # check the window settings now rather than at the first add
             self._model.split_document("", window_tokens=window_tokens, overlap=window_overlap, max_windows=max_windows)
 
@@ -195,6 +206,8 @@ class MetaEmbedSearcher:
         stale = [w for page in page_ids for w in before.get(page, []) if w not in written]
         if stale:  # a replaced page now has fewer windows
             self._index.delete(stale)
+        if self._lexical is not None:
+            self._lexical.add(page_ids, [items[i].text or str(metas[i].get("text") or "") for i in keep])
         logger.debug("added %d documents as %d windows", len(keep), len(unit_ids))
         return all_ids
 
@@ -231,7 +244,7 @@ class MetaEmbedSearcher:
             units.append((window_id(doc_id, window.index), ModelInput(text=window.text), stored))
         return units
 
-    def _encode_queries(self, queries: Sequence[EncodeInput]):
+    def _encode_queries(self, queries: Sequence[EncodeInput] | Sequence[ModelInput]):
         return self._model.encode_query(queries, batch_size=max(self.batch_size, 32), show_progress=False)
 
     def search(
@@ -243,12 +256,18 @@ class MetaEmbedSearcher:
         filter: MetadataFilter = None,
         cascade: Cascade = None,
         normalize: bool = True,
+        hybrid: bool | dict | HybridOptions | None = None,
     ) -> list[SearchHit]:
         """The ``k`` best documents for one query (text, image, or an (image, text) pair).
 
-        Scores are normalised (divided by ``r_q``, in ``[-1, 1]``) unless ``normalize=False``.
+        Scores are normalised (divided by ``r_q``, in ``[-1, 1]``) unless ``normalize=False``. With ``hybrid``
+        (``True``, or :class:`~metaembed_rag.fusion.HybridOptions` / a dict of them) the multi-vector ranking is
+        fused with BM25 over the page texts; the score is then the fused score and ``metadata["hybrid"]`` holds
+        both ranks and scores.
         """
-        return self.search_batch([query], budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize)[0]
+        return self.search_batch(
+            [query], budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize, hybrid=hybrid
+        )[0]
 
     def search_batch(
         self,
@@ -259,15 +278,93 @@ class MetaEmbedSearcher:
         filter: MetadataFilter = None,
         cascade: Cascade = None,
         normalize: bool = True,
+        hybrid: bool | dict | HybridOptions | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several queries at once (one list of hits per query)."""
         if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
             raise InvalidInputError("search_batch takes a list of queries; use search() for one")
+        options = HybridOptions.parse(hybrid)
+        items = to_model_inputs(list(queries))
+        if options is not None and any(not item.text for item in items):
+            raise InvalidInputError("a hybrid search needs a text query (BM25 cannot read an image)")
         if len(self._index) == 0:
-            to_model_inputs(list(queries))  # still reject malformed queries
             return [[] for _ in queries]
-        embeddings = self._encode_queries(list(queries))
-        return self._page_search(embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize)
+        embeddings = self._encode_queries(items)
+        if options is None:
+            return self._page_search(
+                embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize
+            )
+        dense = self._page_search(
+            embeddings,
+            budget=budget,
+            k=max(k, options.candidates),
+            filter=filter,
+            cascade=cascade,
+            normalize=normalize,
+        )
+        return [
+            self._fused(item.text or "", hits, k=k, filter=filter, options=options)
+            for item, hits in zip(items, dense, strict=True)
+        ]
+
+    # ------------------------------------------------------------------------------------------- hybrid
+    @property
+    def lexical_if_built(self) -> LexicalIndex | None:
+        """The BM25 side if it exists yet (``None`` for an older index until a hybrid search builds it)."""
+        return self._lexical
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 side (built from the stored page texts on first use for an index made without one)."""
+        if self._lexical is None:
+            self._lexical = build_lexical(self._index)
+        return self._lexical
+
+    def _lexical_hits(self, query: str, n: int, flt: Any) -> list[tuple[str, float]]:
+        ranking = self.lexical.ranking(query)
+        if flt is None:
+            return ranking[:n]
+        validate_filter(flt)
+        kept: list[tuple[str, float]] = []
+        for start in range(0, len(ranking), 4 * n):
+            chunk = ranking[start : start + 4 * n]
+            metas = lookup_metadata(self._index, [doc_id for doc_id, _ in chunk])
+            kept.extend(pair for pair in chunk if pair[0] in metas and matches_filter(metas[pair[0]], flt))
+            if len(kept) >= n:
+                break
+        return kept[:n]
+
+    def _fused(self, query: str, dense: list[SearchHit], *, k: int, filter: Any, options: HybridOptions):
+        lexical = self._lexical_hits(query, options.candidates, filter)
+        dense_pairs = [(hit.id, hit.score) for hit in dense]
+        fused = fuse(
+            [dense_pairs, lexical],
+            method=options.method,
+            k=options.k,
+            weights=[options.dense_weight, options.lexical_weight],
+        )[:k]
+        by_id = {hit.id: hit for hit in dense}
+        dense_rank = {doc_id: rank for rank, (doc_id, _) in enumerate(dense_pairs, 1)}
+        lexical_rank = {doc_id: (rank, score) for rank, (doc_id, score) in enumerate(lexical, 1)}
+        missing = lookup_metadata(self._index, [doc_id for doc_id, _ in fused if doc_id not in by_id])
+        hits = []
+        for doc_id, score in fused:
+            if doc_id in by_id:
+                metadata = dict(by_id[doc_id].metadata)
+            else:
+                metadata = dict(missing.get(doc_id, {}))
+                info = window_info(metadata)
+                if info is not None:  # a lexical-only hit: show its first window
+                    metadata[WINDOW_KEY] = {key: v for key, v in info.items() if key != "text"}
+                    metadata["window_text"] = info.get("text", "")
+            metadata["hybrid"] = {
+                "dense_rank": dense_rank.get(doc_id),
+                "dense_score": by_id[doc_id].score if doc_id in by_id else None,
+                "bm25_rank": lexical_rank.get(doc_id, (None, None))[0],
+                "bm25_score": lexical_rank.get(doc_id, (None, None))[1],
+            }
+            hits.append(SearchHit(doc_id, float(score), metadata))
+        return hits
 
     def _page_search(self, embeddings, *, budget, k, filter, cascade, normalize) -> list[list[SearchHit]]:
         """The ``k`` best pages per query: window hits are fetched until ``k`` distinct pages are found (exact:
@@ -300,6 +397,8 @@ class MetaEmbedSearcher:
             self._index.delete(ids)  # raises the store's own DocumentNotFoundError, removing nothing
         expanded = list(dict.fromkeys(w for doc_id in ids for w in found[doc_id]))
         self._index.delete(expanded)
+        if self._lexical is not None:
+            self._lexical.delete(found[doc_id][0] for doc_id in ids)
 
     def page_ids(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """For each stored id of ``ids``: every stored id of its page (window 0 first); unknown ids left out."""
@@ -310,7 +409,10 @@ class MetaEmbedSearcher:
         save = getattr(self._index, "save", None)
         if save is None:
             raise InvalidInputError(f"{type(self._index).__name__} persists on its own and has no save()")
-        return save(path)
+        saved = Path(save(path))
+        if self._lexical is not None:
+            self._lexical.save(saved / LEXICAL_DIR)
+        return saved
 
     @classmethod
     def load(
@@ -328,4 +430,53 @@ class MetaEmbedSearcher:
         ``options`` are the constructor's keyword options (``windows``, ``window_tokens`` …)."""
         resolved = _resolve_model(model)
         index = MultiVectorIndex.load(path, device=device, mmap=mmap, model=resolved)
+        if "lexical" not in options:
+            options["lexical"] = load_lexical(Path(path) / LEXICAL_DIR, stored_page_ids(index))
         return cls(resolved, index, batch_size=batch_size, **options)
+
+
+def stored_page_ids(index: MultiVectorStore) -> list[str]:
+    """The page ids of a store that lists its ids (window 0 of every page), in storage order."""
+    ids = getattr(index, "ids", None)
+    if ids is None:
+        raise InvalidInputError(
+            f"{type(index).__name__} cannot list its documents, so its lexical side cannot be rebuilt here"
+        )
+    metas = lookup_metadata(index, ids)
+    return [doc_id for doc_id in ids if (window_info(metas.get(doc_id)) or {"index": 0})["index"] == 0]
+
+
+def load_lexical(path: Path, page_ids: Sequence[str]) -> LexicalIndex | None:
+    """The saved lexical side at ``path`` when it exists and matches ``page_ids``; else ``None`` (rebuilt when
+    a hybrid search needs it)."""
+    from .errors import IndexFormatError
+
+    if not path.is_dir():
+        return None
+    try:
+        lexical = LexicalIndex.load(path)
+    except IndexFormatError as exc:
+        logger.warning("ignoring the lexical index at %s (%s); it is rebuilt when a hybrid search needs it", path, exc)
+        return None
+    if ids_digest(lexical.ids) != ids_digest(page_ids):
+        logger.warning("the lexical index at %s does not match the stored pages; it is rebuilt when needed", path)
+        return None
+    return lexical
+
+
+def build_lexical(index: MultiVectorStore) -> LexicalIndex:
+    """A lexical side built from the stored page texts (``metadata["text"]``) of ``index``."""
+    from .results import TEXT_KEY
+
+    pages = stored_page_ids(index)
+    metas = lookup_metadata(index, pages)
+    texts = [metas[p].get(TEXT_KEY) for p in pages]
+    if pages and all(not isinstance(t, str) or not t for t in texts):
+        raise InvalidInputError(
+            "this index stores no page text, so a hybrid (BM25) search cannot be built for it; add the documents "
+            "again (their text is kept for BM25 from then on)"
+        )
+    logger.info("building the lexical (BM25) side of %d pages from their stored text", len(pages))
+    lexical = LexicalIndex()
+    lexical.add(pages, [t if isinstance(t, str) else "" for t in texts])
+    return lexical
