@@ -124,7 +124,7 @@ def minilm_baselines(docs: dict[str, dict], queries: list[dict]) -> dict[str, di
 
     q_emb = dict(zip([q["id"] for q in queries], embed([q["query"] for q in queries], 512), strict=True))
     result: dict[str, dict[str, np.ndarray]] = {"mean": {}, "windows": {}}
-    for name, doc in docs.items():
+    for doc in docs.values():
         texts = doc["texts"]
         page_emb = embed([t or " " for t in texts], 512)
         pieces = []
@@ -383,7 +383,8 @@ def markdown(result: dict, groups: list[tuple[int, int]]) -> str:
         f"max {wpp['max']}); the model reads {cost['text_capacity']} text tokens per window; pages have "
         f"{cost['page_tokens']['median']} tokens at the median (max {cost['page_tokens']['max']}).",
         "",
-        "| budget | index MiB truncated | index MiB windows | query ms truncated | query ms windows | query ms hybrid |",
+        "| budget | index MiB truncated | index MiB windows | query ms truncated | query ms windows "
+        "| query ms hybrid |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for key in keys:

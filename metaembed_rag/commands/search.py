@@ -11,8 +11,8 @@ from ..budget import Budget
 from ..collection import DocumentCollection, resolve_collection_path, source_key
 from ..errors import InvalidInputError
 from ..fusion import HybridOptions
-from ..windows import WINDOW_TEXT_KEY
 from ..inputs import load_image
+from ..windows import WINDOW_TEXT_KEY
 from ._common import add_index_option, add_model_options, display_path, print_json
 
 SNIPPET_CHARS = 200

@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 from ..lazy_searcher import LazySearcher
 from ..results import ImageMode, RetrievedPage
 
-_OVERRIDABLE = ("budget", "k", "cascade", "filter")
+_OVERRIDABLE = ("budget", "k", "cascade", "filter", "hybrid")
 
 
 def page_to_document(page: RetrievedPage, image: ImageMode = "path") -> Document:
@@ -25,8 +25,9 @@ def page_to_document(page: RetrievedPage, image: ImageMode = "path") -> Document
 class MetaEmbedRetriever(BaseRetriever):
     """Retrieve pages by budgeted MaxSim; every field has a default.
 
-    ``budget``/``k``/``cascade``/``filter`` may be overridden per call (``retriever.invoke(q, budget=(16, 64),
-    k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
+    ``hybrid=True`` (or a dict of :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25.
+    ``budget``/``k``/``cascade``/``filter``/``hybrid`` may be overridden per call
+    (``retriever.invoke(q, budget=(16, 64), k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
     ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for the default index
     (``./.metaembed/default`` when it exists, else a new in-memory index). ``image``: how documents carry the page
@@ -43,6 +44,7 @@ class MetaEmbedRetriever(BaseRetriever):
     k: int = 5
     cascade: Any = None
     filter: Any = None
+    hybrid: Any = None
     model: Any = None
     index: Any = None
     image: ImageMode = "path"

@@ -39,6 +39,7 @@ class MetaEmbedRetriever(BaseRetriever):
         k: int = 5,
         cascade: Cascade = None,
         filters: Any = None,
+        hybrid: Any = None,
         model: Any = None,
         index: Any = None,
         image: NodeImageMode = "auto",
@@ -54,6 +55,7 @@ class MetaEmbedRetriever(BaseRetriever):
         self.k = k
         self.cascade = cascade
         self.filters = to_core_filter(filters)
+        self.hybrid = hybrid
         self.image = image
         self.engine = engine or LazySearcher(model=model, index=index)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -92,7 +94,13 @@ class MetaEmbedRetriever(BaseRetriever):
         return ModelInput(text=text_query(query_bundle.query_str))
 
     def _options(self) -> dict[str, Any]:
-        return {"budget": self.budget, "k": self.k, "cascade": self.cascade, "filter": self.filters}
+        return {
+            "budget": self.budget,
+            "k": self.k,
+            "cascade": self.cascade,
+            "filter": self.filters,
+            "hybrid": self.hybrid,
+        }
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         pages = self.engine.retrieve(self._query(query_bundle), **self._options())
