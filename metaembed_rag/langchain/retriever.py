@@ -27,7 +27,8 @@ class MetaEmbedRetriever(BaseRetriever):
 
     ``hybrid=True`` (or a dict of :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25.
     ``budget``/``k``/``cascade``/``filter``/``hybrid`` may be overridden per call
-    (``retriever.invoke(q, budget=(16, 64), k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
+    (``retriever.invoke(q, budget=(16, 64), k=10)``) or made configurable
+    (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
     ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for the default index
     (``./.metaembed/default`` when it exists, else a new in-memory index). ``image``: how documents carry the page
