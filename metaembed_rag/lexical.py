@@ -177,7 +177,7 @@ class LexicalIndex:
         import torch
         from safetensors.torch import save_file
 
-        from .atomic import atomic_directory, write_json_atomic
+        from .atomic import FolderKind, atomic_directory, write_json_atomic
 
         path = Path(path)
         with self._lock:
@@ -187,7 +187,7 @@ class LexicalIndex:
         lengths = np.asarray([len(a) for a in arrays], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         flat = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, dtype=np.int32)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, FolderKind("lexical index", CONFIG_FILE, FORMAT_NAME)) as staging:
             save_file(
                 {"tokens": torch.from_numpy(flat), "offsets": torch.from_numpy(offsets)}, str(staging / TOKENS_FILE)
             )

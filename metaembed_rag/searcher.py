@@ -35,8 +35,16 @@ from typing import Any
 from .budget import BudgetLike
 from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
 from .fusion import HybridOptions, fuse
-from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, matches_filter, validate_filter
-from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
+from .index.base import (
+    Cascade,
+    MetadataFilter,
+    MultiVectorStore,
+    SearchHit,
+    matches_filter,
+    validate_filter,
+    validate_metadata,
+)
+from .index.memory import MultiVectorIndex, check_model_identity
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.model import MetaEmbedModel

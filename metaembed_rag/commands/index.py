@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..collection import EMBEDDING_MODES, DocumentCollection, collection_lock, resolve_collection_path
+from ..atomic import folder_lock
+from ..collection import EMBEDDING_MODES, DocumentCollection, check_collection_path, resolve_collection_path
 from ..pipeline import index_files
-from ._common import add_index_option, add_model_options, display_path, human_bytes, print_json
+from ._common import (
+    add_index_option,
+    add_model_options,
+    display_path,
+    human_bytes,
+    interrupts_as_keyboard_interrupt,
+    print_json,
+    printable,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_collection_path(args.index)
-    with collection_lock(path):
+    check_collection_path(path, args.paths)
+    with folder_lock(path), interrupts_as_keyboard_interrupt():
         collection = DocumentCollection.open_or_create(
             path,
             model=args.model,
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             f"pages: {report.pages_indexed} indexed, {len(report.pages_skipped)} skipped, "
             f"{len(report.pages_failed)} failed, {report.pages_removed} removed\n"
             f"time: {report.seconds:.1f} s\n"
-            f"index: {display_path(str(path))} ({report.index_pages} pages, {human_bytes(report.index_bytes)}, "
+            f"index: {printable(display_path(str(path)))} ({report.index_pages} pages, "
+            f"{human_bytes(report.index_bytes)}, "
             f"embedding {collection.embedding_mode})\n"
         )
         for title, items in (
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 out.write(f"{title}:\n")
                 for item in items[:50]:
                     where = display_path(item.source) + (f" p.{item.page}" if item.page else "")
-                    out.write(f"  {where}: {item.reason}\n")
+                    out.write(f"  {printable(where)}: {printable(item.reason)}\n")
                 if len(items) > 50:
                     out.write(f"  … and {len(items) - 50} more\n")
     return 1 if report.files_failed and not (report.files_indexed or report.files_unchanged) else 0
