@@ -695,8 +695,10 @@ class DocumentCollection:
 
 def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorIndex, files: dict[str, FileEntry]) -> None:
     """The manifest and the index must describe the same pages and the same model."""
+    from .windows import stored_page_ids
+
     listed = {i for entry in files.values() for i in entry.ids}
-    stored = set(index.ids)
+    stored = set(stored_page_ids(index))  # window 0 of each page (the other windows hang off it)
     if listed != stored:
         missing, extra = len(listed - stored), len(stored - listed)
         raise IndexFormatError(

@@ -48,7 +48,15 @@ from .index.memory import MultiVectorIndex, check_model_identity
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.model import MetaEmbedModel
-from .windows import WINDOW_KEY, lookup_metadata, page_hits, stored_window_ids, window_id, window_info
+from .windows import (
+    WINDOW_KEY,
+    lookup_metadata,
+    page_hits,
+    stored_page_ids,
+    stored_window_ids,
+    window_id,
+    window_info,
+)
 
 LEXICAL_DIR = "lexical"
 """Sub-folder of a saved index holding its lexical (BM25) side."""
@@ -441,17 +449,6 @@ class MetaEmbedSearcher:
         if "lexical" not in options:
             options["lexical"] = load_lexical(Path(path) / LEXICAL_DIR, stored_page_ids(index))
         return cls(resolved, index, batch_size=batch_size, **options)
-
-
-def stored_page_ids(index: MultiVectorStore) -> list[str]:
-    """The page ids of a store that lists its ids (window 0 of every page), in storage order."""
-    ids = getattr(index, "ids", None)
-    if ids is None:
-        raise InvalidInputError(
-            f"{type(index).__name__} cannot list its documents, so its lexical side cannot be rebuilt here"
-        )
-    metas = lookup_metadata(index, ids)
-    return [doc_id for doc_id in ids if (window_info(metas.get(doc_id)) or {"index": 0})["index"] == 0]
 
 
 def load_lexical(path: Path, page_ids: Sequence[str]) -> LexicalIndex | None:

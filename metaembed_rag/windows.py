@@ -278,6 +278,15 @@ def stored_window_ids(store: Any, ids: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def stored_page_ids(store: Any) -> list[str]:
+    """The page ids of a store that lists its ids (window 0 of every page), in storage order."""
+    ids = getattr(store, "ids", None)
+    if ids is None:
+        raise InvalidInputError(f"{type(store).__name__} cannot list its documents (needed to rebuild its BM25 side)")
+    metas = lookup_metadata(store, ids)
+    return [doc_id for doc_id in ids if (window_info(metas.get(doc_id)) or {"index": 0})["index"] == 0]
+
+
 def page_hits(store: Any, hits: Sequence[Any], k: int) -> list[Any]:
     """Collapse ranked window hits into ranked page hits (each page once, scored by its best window).
 
