@@ -224,6 +224,41 @@ def test_image_pixel_budget_downscales_large_images(tiny_qwen_model):
     grid = batch.features["image_grid_thw"][0]
     patch = processor.patch_size
     pixels = int(grid.prod()) * patch * patch
-    assert pixels <= processor.max_pixels if hasattr(processor, "max_pixels") else processor.size["longest_edge"]
+    limit = getattr(processor, "max_pixels", None) or processor.size["longest_edge"]
+    assert pixels <= limit  # downscaled (aspect ratio kept), not tiled, not cut
+    width, height = big.size
+    grid_h, grid_w = int(grid[1]) * patch, int(grid[2]) * patch
+    assert abs(grid_w / grid_h - width / height) < 0.35
     embedding = tiny_qwen_model.encode_document([big])
     assert torch.isfinite(embedding).all()
+
+
+@pytest.mark.parametrize("kind", ["local", "edge"])
+def test_qdrant_store_holds_windows_like_the_in_process_index(small_model, tmp_path, kind):
+    pytest.importorskip("qdrant_client")
+    from metaembed_rag.index.qdrant import QdrantMultiVectorStore
+
+    dim = small_model.embedding_dim
+    if kind == "local":
+        store = QdrantMultiVectorStore(location=":memory:", collection_name="w", dim=dim, stored_budgets=[(4, 8)])
+    else:
+        pytest.importorskip("qdrant_edge")
+        store = QdrantMultiVectorStore.embedded(
+            tmp_path / "edge", collection_name="w", dim=dim, stored_budgets=[(4, 8)]
+        )
+    docs, ids = [LONG, SENTENCES[0], SENTENCES[4]], ["long", "s0", "s4"]
+    metas = [{"source": "a"}, {"source": "b"}, {"source": "b"}]
+    qdrant = MetaEmbedSearcher(small_model, store)
+    memory = MetaEmbedSearcher(small_model)
+    for searcher in (qdrant, memory):
+        searcher.add_documents(docs, ids=ids, metadatas=metas)
+    assert len(store) == len(memory.index) > 3
+    for query in ("glaciers carve valleys", "violin strings"):
+        got = qdrant.search(query, budget=(4, 8), k=3)
+        want = memory.search(query, budget=(4, 8), k=3)
+        assert [h.id for h in got] == [h.id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+        assert [h.metadata.get(WINDOW_TEXT_KEY) for h in got] == [h.metadata.get(WINDOW_TEXT_KEY) for h in want]
+    assert [h.id for h in qdrant.search("violin", budget=(4, 8), k=3, filter={"source": "a"})] == ["long"]
+    qdrant.delete(["long"])
+    assert len(store) == 2

@@ -598,7 +598,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
-        ids = self._check_ids(ids, unique=False)
+        ids = check_ids(ids, unique=False)
         return {
             doc_id: _metadata(record.payload) for doc_id, record in self._fetch(list(dict.fromkeys(ids)), ()).items()
         }
