@@ -201,8 +201,12 @@ class LazySearcher:
         k: int = 5,
         filter: MetadataFilter = None,
         cascade: Cascade = None,
+        hybrid: Any = None,
     ) -> list[RetrievedPage]:
-        """The ``k`` best pages for a text query (or a prepared :class:`ModelInput`), best first."""
+        """The ``k`` best pages for a text query (or a prepared :class:`ModelInput`), best first.
+
+        ``hybrid``: fuse with BM25 on the page text (``True``, a dict or :class:`~metaembed_rag.fusion.HybridOptions`).
+        """
         if not isinstance(query, ModelInput):
             query = ModelInput(text=text_query(query))
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -215,7 +219,9 @@ class LazySearcher:
                 "opens the CLI's; use from_collection() for that)"
             )
             return []
-        hits = self.searcher.search(query, budget=parsed, k=k, filter=filter, cascade=cascade, normalize=True)
+        hits = self.searcher.search(
+            query, budget=parsed, k=k, filter=filter, cascade=cascade, normalize=True, hybrid=hybrid
+        )
         return hits_to_pages(hits, tuple(parsed))
 
     async def aretrieve(self, query: str | ModelInput, **options: Any) -> list[RetrievedPage]:

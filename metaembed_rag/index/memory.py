@@ -396,6 +396,13 @@ class MultiVectorIndex(MultiVectorStore):
             for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
         ]
 
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        with self._lock:
+            snap = self._snapshot
+            rows = {i: self._rows[i] for i in ids if i in self._rows}
+        return {i: copy.deepcopy(snap.metadatas[r]) for i, r in rows.items()}
+
     def _check_queries(self, queries: Any) -> torch.Tensor:
         if not isinstance(queries, torch.Tensor):
             raise InvalidInputError(f"query_embeddings must be a torch.Tensor, got {type(queries).__name__}")

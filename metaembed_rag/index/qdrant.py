@@ -612,6 +612,13 @@ class QdrantMultiVectorStore(MultiVectorStore):
                     found[doc_id] = record
         return found
 
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        ids = check_ids(ids, unique=False)
+        return {
+            doc_id: _metadata(record.payload) for doc_id, record in self._fetch(list(dict.fromkeys(ids)), ()).items()
+        }
+
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Fetch documents (all stored vectors and metadata) in the order asked for."""
         ids = check_ids(ids, unique=False)

@@ -15,7 +15,7 @@ from ..inputs import ModelInput
 from ..lazy_searcher import LazySearcher
 from ..results import ImageMode, PageImageCache, RetrievedPage
 
-_OVERRIDABLE = ("budget", "k", "cascade", "filter")
+_OVERRIDABLE = ("budget", "k", "cascade", "filter", "hybrid")
 
 
 def page_to_document(page: RetrievedPage, image: ImageMode = "path", cache: PageImageCache | None = None) -> Document:
@@ -29,8 +29,10 @@ class MetaEmbedRetriever(BaseRetriever):
     Image queries (vision models): ``retriever.invoke("", query_image="chart.png")`` (a path, bytes or a PIL
     image, with optional text), or the query as content blocks (``[{"type": "text", "text": …},
     {"type": "image", "base64": …, "mime_type": "image/png"}]``).
-    ``budget``/``k``/``cascade``/``filter`` may be overridden per call (``retriever.invoke(q, budget=(16, 64),
-    k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
+    ``hybrid=True`` (or a dict of :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25.
+    ``budget``/``k``/``cascade``/``filter``/``hybrid`` may be overridden per call
+    (``retriever.invoke(q, budget=(16, 64), k=10)``) or made configurable
+    (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
     ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for a new in-memory index (never
     the CLI's ``./.metaembed/default``: open that with :meth:`from_collection`). ``image``: how documents carry the page
@@ -48,6 +50,7 @@ class MetaEmbedRetriever(BaseRetriever):
     k: int = 5
     cascade: Any = None
     filter: Any = None
+    hybrid: Any = None
     model: Any = None
     index: Any = None
     image: ImageMode = "path"

@@ -45,6 +45,7 @@ class MetaEmbedRetriever(BaseRetriever):
         similarity_top_k: int | None = None,
         cascade: Cascade = None,
         filters: Any = None,
+        hybrid: Any = None,
         model: Any = None,
         index: Any = None,
         image: NodeImageMode = "auto",
@@ -56,6 +57,7 @@ class MetaEmbedRetriever(BaseRetriever):
         self.k = _top_k(k, similarity_top_k, 5)
         self.cascade = cascade
         self.filters = to_core_filter(filters)
+        self.hybrid = hybrid
         self.image = _image_mode(image)
         self.engine = engine or LazySearcher(model=model, index=index)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -117,7 +119,7 @@ class MetaEmbedRetriever(BaseRetriever):
     # ------------------------------------------------------------------------------ per-call overrides
     def retrieve(self, str_or_query_bundle: QueryType, **overrides: Any) -> list[NodeWithScore]:
         """Retrieve nodes; ``overrides`` (``budget``, ``similarity_top_k``/``k``, ``cascade``, ``filters``,
-        ``image``) apply to this call only."""
+        ``hybrid``, ``image``) apply to this call only."""
         token = _OVERRIDES.set(self._check_overrides(overrides))
         try:
             return super().retrieve(str_or_query_bundle)
@@ -147,10 +149,18 @@ class MetaEmbedRetriever(BaseRetriever):
             checked["filter"] = to_core_filter(overrides["filters"])
         if "image" in overrides:
             checked["image"] = _image_mode(overrides["image"])
+        if "hybrid" in overrides:
+            checked["hybrid"] = overrides["hybrid"]
         return checked
 
     def _options(self) -> tuple[dict[str, Any], NodeImageMode]:
-        options: dict[str, Any] = {"budget": self.budget, "k": self.k, "cascade": self.cascade, "filter": self.filters}
+        options: dict[str, Any] = {
+            "budget": self.budget,
+            "k": self.k,
+            "cascade": self.cascade,
+            "filter": self.filters,
+            "hybrid": self.hybrid,
+        }
         options.update(_OVERRIDES.get())
         image = options.pop("image", self.image)
         return options, image
@@ -167,7 +177,7 @@ class MetaEmbedRetriever(BaseRetriever):
         return self._nodes(await self.engine.aretrieve(self._query(query_bundle), **options), image)
 
 
-_OVERRIDABLE = ("budget", "k", "similarity_top_k", "cascade", "filters", "image")
+_OVERRIDABLE = ("budget", "k", "similarity_top_k", "cascade", "filters", "hybrid", "image")
 _OVERRIDES: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metaembed_overrides", default={})  # noqa: B039
 
 
