@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .collection import DocumentCollection, FileEntry, folder_size, source_key
 from .loaders import LoadFailure, discover_files, ocr_available, open_document, sha256_of
 from .loaders.ocr import INSTALL_HINT
+from .progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +109,10 @@ def index_files(
         except Exception as exc:  # a LoaderError, or anything else a broken file provokes
             report.files_failed.append(LoadFailure(str(path), _reason(exc, path)))
 
-    if show_progress is None:
-        show_progress = sys.stderr.isatty()
     changed = False
     last_save = time.monotonic()
     try:
-        with tqdm(total=sum(p[3] for p in plan), unit="page", desc="indexing", disable=not show_progress) as bar:
+        with progress(sum(p[3] for p in plan), "indexing", "page", enabled=show_progress) as bar:
             for path, key, digest, _ in plan:
                 bar.set_postfix_str(os.path.basename(path), refresh=False)
                 changed |= _index_one(collection, path, key, digest, password, ocr, batch_size, report, bar)
@@ -143,7 +139,7 @@ def _index_one(
     ocr: bool | None,
     batch_size: int,
     report: IndexReport,
-    bar: tqdm,
+    bar: Any,
 ) -> bool:
     """Index one file; returns whether the collection changed. Never raises for a bad file."""
     old = collection.files.get(key)

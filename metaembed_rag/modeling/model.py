@@ -18,7 +18,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,13 +29,13 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, read_json, write_json_atomic
 from ..budget import BudgetLike, resolve_budget
 from ..devices import resolve_device, resolve_dtype
 from ..errors import CheckpointError, InvalidInputError
 from ..inputs import EncodeInput, ModelInput, to_model_inputs
+from ..progress import progress
 from ..scoring import maxsim
 from .config import (
     ADAPTER_DIR,
@@ -356,14 +355,14 @@ class MetaEmbedModel(nn.Module):
         if budget is not None:
             b = resolve_budget(budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
             keep = b.r_q if side == "query" else b.r_c
-        if show_progress is None:
-            show_progress = len(items) > batch_size and sys.stderr.isatty()
+        if show_progress is None and len(items) <= batch_size:
+            show_progress = False  # one batch: no bar, no log line
         order = sorted(range(len(items)), key=lambda i: self.family.cost(items[i]))
         out = torch.empty(len(items), keep, self.embedding_dim, dtype=torch.float32)
         was_training = self.training
         self.eval()
         try:
-            with tqdm(total=len(items), desc=f"encoding {side}s", unit=side, disable=not show_progress) as bar:
+            with progress(len(items), f"encoding {side}s", side, enabled=show_progress) as bar:
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     batch = self._prepare_items([items[i] for i in rows], side)
