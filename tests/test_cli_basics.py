@@ -48,11 +48,13 @@ def test_progress_logs_lines_when_not_a_terminal(caplog):
 
     bar = progress(10, "indexing", "page")  # pytest's stderr is not a terminal
     assert isinstance(bar, LogProgress)
-    with caplog.at_level(logging.INFO, logger="metaembed_rag.progress"):
-        with LogProgress(10, "indexing", "page", interval_s=0.0) as bar:
-            bar.set_postfix_str("a.pdf")
-            bar.update(4)
-            bar.update(6)
+    with (
+        caplog.at_level(logging.INFO, logger="metaembed_rag.progress"),
+        LogProgress(10, "indexing", "page", interval_s=0.0) as bar,
+    ):
+        bar.set_postfix_str("a.pdf")
+        bar.update(4)
+        bar.update(6)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("indexing: 4/10 pages so far") and "a.pdf" in lines[0]
     assert lines[-1].startswith("indexing: 10/10 pages done")

@@ -170,11 +170,14 @@ class MetaEmbedModel(nn.Module):
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         backbone: str | None = None,
+        merge_adapter: bool = True,
     ) -> MetaEmbedModel:
         """Load a MetaEmbed checkpoint from a local folder or a hub id.
 
         ``backbone`` overrides where the backbone weights are read from (e.g. a local copy).
-        Nothing is ever unpickled: tensors are safetensors, the rest JSON.
+        ``merge_adapter`` (default) folds a LoRA adapter into the backbone weights for inference (encoding is
+        about a quarter faster; embeddings agree to float rounding); pass ``False`` to keep it separate, e.g. to
+        train further or to save the model again. Nothing is ever unpickled: tensors are safetensors, the rest JSON.
         """
         folder = _checkpoint_folder(str(name_or_path), revision, local_files_only)
         config = MetaEmbedConfig.from_dict(_read_config(folder))
@@ -212,10 +215,40 @@ class MetaEmbedModel(nn.Module):
             except RuntimeError as exc:
                 raise CheckpointError(f"projection weights do not match the config: {exc}") from exc
         logger.info("loaded MetaEmbed checkpoint %s (%s backbone)", folder, config.family)
+        if merge_adapter:
+            model.merge_adapter()
         return model.to(device=target, dtype=torch_dtype).eval()
+
+    def merge_adapter(self) -> MetaEmbedModel:
+        """Fold the LoRA adapter (if any) into the backbone weights, for inference only. Returns ``self``.
+
+        The model's :attr:`identity` is computed first, from the separate adapter weights, and kept: a merged
+        model is the same model. A merged model cannot be saved or given a new adapter (its LoRA is no longer
+        separable): load with ``merge_adapter=False`` for that.
+        """
+        if not _is_peft(self.backbone):
+            return self
+        _ = self.identity  # computed (and cached) from the unmerged weights, before they change
+        self.backbone = self.backbone.merge_and_unload()
+        self.family.backbone = self.backbone
+        self._adapter_merged = True
+        return self
+
+    @property
+    def adapter_merged(self) -> bool:
+        """Whether a LoRA adapter was folded into the backbone (see :meth:`merge_adapter`)."""
+        return getattr(self, "_adapter_merged", False)
+
+    def _refuse_if_merged(self, action: str) -> None:
+        if self.adapter_merged:
+            raise CheckpointError(
+                f"cannot {action}: this model's LoRA adapter was merged into the backbone for inference; "
+                "load it with MetaEmbedModel.from_pretrained(..., merge_adapter=False)"
+            )
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint folder atomically (config JSON, meta tokens, projection, LoRA adapter)."""
+        self._refuse_if_merged("save it")
         path = Path(path)
         with atomic_directory(path) as staging:
             has_adapter = _is_peft(self.backbone)
@@ -396,6 +429,7 @@ class MetaEmbedModel(nn.Module):
         """Wrap the backbone with a fresh peft LoRA adapter (the paper's defaults). Returns ``self``."""
         from peft import LoraConfig, get_peft_model
 
+        self._refuse_if_merged("add a LoRA adapter")
         if _is_peft(self.backbone):
             raise InvalidInputError("the backbone already carries a LoRA adapter")
         targets = target_modules if target_modules is not None else self.family.lora_target_modules()
