@@ -594,78 +594,79 @@ def faiss_flat(index: MultiVectorIndex, queries: torch.Tensor) -> dict[str, Any]
             "top10": [[snap.ids[i] for i in row] for row in found.tolist()]}  # fmt: skip
 
 
-def roofline_cases(args, device: torch.device, peers: dict[str, Any]) -> dict[str, Any]:
+def roofline_cases(args, device: torch.device, peers: dict[str, Any], on_progress=None) -> dict[str, Any]:
     """Every case: our time, its floor max(bytes / bandwidth, FLOPs / GEMM peak) measured in this run, peers."""
     rows: list[dict[str, Any]] = []
     limit = args.max_gib * GIB
-    for n in args.roofline_sizes:
-        for dim in args.roofline_dims:
-            for dtype in ("float32", "bfloat16", "int8"):
-                fmt = StorageFormat.parse(dtype)
-                stored = 64 if n * fmt.bytes_per_document(64, dim) <= limit else 16
-                if n * fmt.bytes_per_document(stored, dim) > limit:
-                    stored = 1
-                floors = floors_now(device)
-                index = synthetic_index(n, stored, dim, dtype, device)
-                for n_q in (1, 32):
-                    queries = make_queries(dim, n=n_q, seed=n_q)
-                    for budget in ROOFLINE_GROUPS:
-                        r_q, r_c = budget
-                        base = {"n": n, "dim": dim, "dtype": dtype, "stored_vectors": stored, "queries": n_q,
-                                "budget": list(budget)}  # fmt: skip
-                        flops = 2 * n_q * r_q * r_c * dim * n
-                        estimate = flops / (floors["float32_gflops"] * 1e9) / 0.25  # at a quarter of the peak
-                        if r_c > stored:
-                            rows.append({**base, "skipped": f"needs {r_c} stored vectors; {stored} fit --max-gib"})
-                            continue
-                        if estimate > args.max_case_s:
-                            rows.append({**base, "skipped": f"estimated {estimate:.0f} s > --max-case-s"})
-                            continue
-                        precision = kernel_precision(index, 10)
-                        reps = 2 if estimate > 2 else 3
-                        seconds = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10), reps)
-                        bytes_read = n * fmt.bytes_per_document(r_c, dim)
-                        peak = floors.get(f"{precision}_gflops", floors["float32_gflops"])
-                        memory_floor = bytes_read / (floors["sum_read_gbs"] * 1e9)
-                        compute_floor = flops / (peak * 1e9)
-                        floor = max(memory_floor, compute_floor)
-                        ours = [[h.id for h in hits] for hits in index.search(queries, budget=budget, k=10)]
-                        row = {
-                            **base,
-                            "ms": seconds * 1e3,
-                            "kernel_precision": precision,
-                            "bytes_read": bytes_read,
-                            "gflop": flops / 1e9,
-                            "floor_ms": floor * 1e3,
-                            "bound_by": "memory" if memory_floor >= compute_floor else "compute",
-                            "fraction_of_floor": floor / seconds,
-                            "floors": floors,
-                        }
-                        if n <= args.reference_max_n:
-                            row["top10_vs_float64"] = overlap_at_k(ours, float64_top10(index, queries, budget))
-                        peers_fit = seconds < args.peer_max_ours_s  # peers run up to 30x slower: bound the run
-                        if (
-                            peers
-                            and peers_fit
-                            and dim <= args.peer_max_dim
-                            and n <= args.peer_max_n
-                            and dtype != "int8"
-                        ):
-                            row["peers"] = compare_peers_batch(index, queries, budget, peers, ours, seconds)
-                        if budget == (1, 1) and dtype == "float32":
-                            found = faiss_flat(index, queries)
-                            if "skipped" not in found:
-                                found["ours_vs_peer"] = seconds * 1e3 / found["ms"]
-                                found["top10_overlap_with_ours"] = overlap_at_k(found.pop("top10"), ours)
-                            row.setdefault("peers", {})["faiss"] = found
-                        rows.append(row)
-                        logger.info("%s", {k: v for k, v in row.items() if k not in ("peers", "floors")})
-                del index
-                gc.collect()
+    shapes = sorted(((n, dim) for n in args.roofline_sizes for dim in args.roofline_dims), key=lambda s: s[0] * s[1])
+    for n, dim in shapes:  # smallest first: a run cut short still covers the most cases
+        for dtype in ("float32", "bfloat16", "int8"):
+            fmt = StorageFormat.parse(dtype)
+            stored = 64 if n * fmt.bytes_per_document(64, dim) <= limit else 16
+            if n * fmt.bytes_per_document(stored, dim) > limit:
+                stored = 1
+            floors = floors_now(device)
+            index = synthetic_index(n, stored, dim, dtype, device)
+            for n_q in (1, 32):
+                queries = make_queries(dim, n=n_q, seed=n_q)
+                for budget in ROOFLINE_GROUPS:
+                    r_q, r_c = budget
+                    base = {"n": n, "dim": dim, "dtype": dtype, "stored_vectors": stored, "queries": n_q,
+                            "budget": list(budget)}  # fmt: skip
+                    flops = 2 * n_q * r_q * r_c * dim * n
+                    estimate = flops / (floors["float32_gflops"] * 1e9) / 0.25  # at a quarter of the peak
+                    if r_c > stored:
+                        rows.append({**base, "skipped": f"needs {r_c} stored vectors; {stored} fit --max-gib"})
+                        continue
+                    if estimate > args.max_case_s:
+                        rows.append({**base, "skipped": f"estimated {estimate:.0f} s > --max-case-s"})
+                        continue
+                    precision = kernel_precision(index, 10)
+                    reps = 2 if estimate > 2 else 3
+                    seconds = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10), reps)
+                    bytes_read = n * fmt.bytes_per_document(r_c, dim)
+                    peak = floors.get(f"{precision}_gflops", floors["float32_gflops"])
+                    memory_floor = bytes_read / (floors["sum_read_gbs"] * 1e9)
+                    compute_floor = flops / (peak * 1e9)
+                    floor = max(memory_floor, compute_floor)
+                    ours = [[h.id for h in hits] for hits in index.search(queries, budget=budget, k=10)]
+                    row = {
+                        **base,
+                        "ms": seconds * 1e3,
+                        "kernel_precision": precision,
+                        "bytes_read": bytes_read,
+                        "gflop": flops / 1e9,
+                        "floor_ms": floor * 1e3,
+                        "bound_by": "memory" if memory_floor >= compute_floor else "compute",
+                        "fraction_of_floor": floor / seconds,
+                        "floors": floors,
+                    }
+                    if n <= args.reference_max_n:
+                        row["top10_vs_float64"] = overlap_at_k(ours, float64_top10(index, queries, budget))
+                    peers_fit = seconds < args.peer_max_ours_s  # peers run up to 30x slower: bound the run
+                    if peers and peers_fit and dim <= args.peer_max_dim and n <= args.peer_max_n and dtype != "int8":
+                        row["peers"] = compare_peers_batch(index, queries, budget, peers, ours, seconds)
+                    if budget == (1, 1) and dtype == "float32":
+                        found = faiss_flat(index, queries)
+                        if "skipped" not in found:
+                            found["ours_vs_peer"] = seconds * 1e3 / found["ms"]
+                            found["top10_overlap_with_ours"] = overlap_at_k(found.pop("top10"), ours)
+                        row.setdefault("peers", {})["faiss"] = found
+                    rows.append(row)
+                    logger.info("%s", {k: v for k, v in row.items() if k not in ("peers", "floors")})
+            del index
+            gc.collect()
+            if on_progress is not None:  # partial results survive a run cut short
+                on_progress(rows)
+    return with_best_floors(rows)
+
+
+def with_best_floors(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add each row's fraction against the best floors seen anywhere in the run (a conservative figure)."""
     best = {key: max(r["floors"][key] for r in rows if "floors" in r and key in r["floors"])
             for key in ("sum_read_gbs", "float32_gflops", "bfloat16_gflops")
             if any(key in r.get("floors", {}) for r in rows)}  # fmt: skip
-    for r in rows:  # a conservative second fraction: against the best floors seen anywhere in this run
+    for r in rows:
         if "floors" in r:
             peak = best.get(f"{r['kernel_precision']}_gflops", best["float32_gflops"])
             floor = max(r["bytes_read"] / (best["sum_read_gbs"] * 1e9), r["gflop"] / peak)
@@ -748,13 +749,22 @@ def roofline_markdown(section: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_roofline(args, device: torch.device) -> dict[str, Any]:
-    from metaembed_rag.exact_topk import native_bf16_cpu
-
+def run_roofline(args, device: torch.device, save=None) -> dict[str, Any]:
     peers = {} if args.no_peers else load_peers()
     load_start = [round(x, 2) for x in os.getloadavg()]
-    section = roofline_cases(args, device, peers)
+
+    def partial(rows: list[dict[str, Any]]) -> None:
+        if save is not None:
+            save(describe({**with_best_floors(rows), "load_start": load_start, "partial": True}, args))
+
+    section = roofline_cases(args, device, peers, on_progress=partial)
     section["load_start"] = load_start
+    return describe(section, args)
+
+
+def describe(section: dict[str, Any], args) -> dict[str, Any]:
+    from metaembed_rag.exact_topk import native_bf16_cpu
+
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
         cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
@@ -798,11 +808,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.roofline:
         path = args.out / "scoring.json"
         results = json.loads(path.read_text()) if path.is_file() else {}
-        results["roofline"] = run_roofline(args, torch.device(args.device))
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        text = markdown(results) if "environment" in results else "\n".join(roofline_markdown(results["roofline"]))
-        path.with_suffix(".md").write_text(text + "\n")
+
+        def save(section: dict[str, Any]) -> None:
+            results["roofline"] = section
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            text = markdown(results) if "environment" in results else "\n".join(roofline_markdown(section))
+            path.with_suffix(".md").write_text(text + "\n")
+
+        save(run_roofline(args, torch.device(args.device), save))
         return 0
     if args.render:
         results = json.loads(args.render.read_text())
