@@ -49,8 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MetaEmbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .commands._common import printable
+
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ inputs within one call map to the same id.
 Example:
     >>> from metaembed_rag.searcher import MetaEmbedSearcher
     >>> searcher = MetaEmbedSearcher(model)                                   # doctest: +SKIP
-    >>> searcher.add_documents(["Paris is the capital of France."], metadatas=[{"source": "geo.txt"}])
+    >>> searcher.add_documents(["Paris is the capital of France."], metadatas=[{"source": "geo.txt"}])  # doctest: +SKIP
     >>> hits = searcher.search("capital of France?", budget=(8, 16), k=1)    # doctest: +SKIP
     >>> hits[0].metadata["source"]                                           # doctest: +SKIP
     'geo.txt'
@@ -29,8 +29,8 @@ from typing import Any
 
 from .budget import BudgetLike
 from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
-from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit
-from .index.memory import MultiVectorIndex, check_model_identity, validate_metadata
+from .index.base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, validate_metadata
+from .index.memory import MultiVectorIndex, check_model_identity
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .modeling.model import MetaEmbedModel
 

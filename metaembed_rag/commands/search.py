@@ -14,7 +14,7 @@ from ..budget import Budget
 from ..collection import DocumentCollection, resolve_collection_path, source_key
 from ..errors import BudgetError, InvalidInputError
 from ..inputs import load_image
-from ._common import add_index_option, add_model_options, display_path, print_json
+from ._common import add_index_option, add_model_options, display_path, print_json, printable
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         sys.stdout.write(
-            f"{row['rank']}. {display_path(row['source'])}  page {row['page']}/{row['page_count']}  "
+            f"{row['rank']}. {printable(display_path(row['source']))}  page {row['page']}/{row['page_count']}  "
             f"score {row['score']:.4f}\n"
         )
         if row["snippet"]:
-            sys.stdout.write(f"   {row['snippet']}\n")
+            sys.stdout.write(f"   {printable(row['snippet'])}\n")
     return 0

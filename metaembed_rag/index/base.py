@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,69 @@ from typing import Any, Union
 import torch
 
 from ..budget import BudgetLike
-from ..errors import InvalidInputError
+from ..errors import DuplicateIdError, InvalidInputError
 
 MetadataFilter = Union[Mapping[str, Any], Callable[[Mapping[str, Any]], bool], None]
 """A dict of equalities (a value may be ``{"$in": [...]}``), or a predicate on the metadata dict."""
 
 Cascade = Union[tuple[BudgetLike, int], None]
 """``(coarse_budget, n_candidates)``: score all at the coarse budget, rescore the best ``n_candidates``."""
+
+
+def check_ids(ids: Sequence[str], *, unique: bool) -> list[str]:
+    r"""Validate document ids: non-empty strings that are valid Unicode (no lone surrogates), unique if asked.
+
+    Example:
+        >>> check_ids(["a", "b"], unique=True)
+        ['a', 'b']
+        >>> check_ids(["bad\udcff"], unique=False)
+        Traceback (most recent call last):
+        ...
+        metaembed_rag.errors.InvalidInputError: document id 'bad\udcff' is not valid Unicode ...
+    """
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
+    out = list(ids)
+    for doc_id in out:
+        if not isinstance(doc_id, str):
+            raise InvalidInputError(
+                f"document ids must be strings, got {type(doc_id).__name__} {doc_id!r}; convert with str()"
+            )
+        if not doc_id:
+            raise InvalidInputError("document ids must be non-empty strings")
+        _check_unicode(doc_id, f"document id {doc_id!r}")
+    if unique and len(set(out)) != len(out):
+        seen: set[str] = set()
+        dupes = sorted({i for i in out if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        raise DuplicateIdError(f"duplicate document id(s) in one call: {dupes[:10]}")
+    return out
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode (a lone surrogate at position {exc.start}, e.g. from a file name "
+            "that is not UTF-8); escape it first, e.g. with os.fsencode(name).decode('utf-8', 'backslashreplace')"
+        ) from None
+
+
+def validate_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
+    """A JSON-safe copy of one document's metadata (finite numbers, valid Unicode), or a typed error.
+
+    Example:
+        >>> validate_metadata({"page": 1}, "a")
+        {'page': 1}
+    """
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata of {doc_id!r} must be a dict, got {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"metadata of {doc_id!r} is not JSON-serialisable: {exc}") from None
+    _check_unicode(encoded, f"metadata of {doc_id!r}")
+    return json.loads(encoded)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -41,13 +40,22 @@ from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import (
     BudgetError,
     DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     InvalidInputError,
 )
 from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
 from ..scoring import maxsim_vector_major, topk
-from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
+from .base import (
+    Cascade,
+    MetadataFilter,
+    MultiVectorStore,
+    SearchHit,
+    StoredDocument,
+    check_ids,
+    matches_filter,
+    validate_filter,
+    validate_metadata,
+)
 from .persistence import IndexData, identity_summary, load_index, save_index
 from .storage import StorageFormat
 
@@ -80,29 +88,10 @@ class _Snapshot:
         return self.values.shape[1]
 
 
-def _check_ids(ids: Sequence[str], what: str) -> list[str]:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-        raise InvalidInputError(f"{what} must be a list of strings, got {type(ids).__name__}")
-    ids = list(ids)
-    for doc_id in ids:
-        if not isinstance(doc_id, str) or not doc_id:
-            raise InvalidInputError(f"document ids must be non-empty strings, got {doc_id!r}")
-    return ids
-
-
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
         raise InvalidInputError(f"{name} contain NaN or infinite values (rows {bad[:10]})")
-
-
-def validate_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(f"metadata of {doc_id!r} must be a dict, got {type(metadata).__name__}")
-    try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata of {doc_id!r} is not JSON-serialisable: {exc}") from exc
 
 
 class MultiVectorIndex(MultiVectorStore):
@@ -243,11 +232,7 @@ class MultiVectorIndex(MultiVectorStore):
         ``embeddings`` is ``[n, >= stored_vectors, dim]``; extra vectors beyond ``stored_vectors`` are dropped.
         Everything is validated before anything is stored: on error the index is unchanged.
         """
-        ids = _check_ids(ids, "ids")
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dupes = sorted({i for i in ids if i in seen or seen.add(i)})
-            raise DuplicateIdError(f"duplicate ids in one add call: {dupes[:10]}")
+        ids = check_ids(ids, unique=True)
         embeddings = self._check_embeddings(embeddings, len(ids))
         if metadatas is None:
             metas = [{} for _ in ids]
@@ -329,7 +314,7 @@ class MultiVectorIndex(MultiVectorStore):
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id; if any id is unknown, raise and remove nothing."""
-        ids = list(dict.fromkeys(_check_ids(ids, "ids")))
+        ids = list(dict.fromkeys(check_ids(ids, unique=False)))
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
@@ -387,7 +372,7 @@ class MultiVectorIndex(MultiVectorStore):
     # ---------------------------------------------------------------------------------------------- reads
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """The stored documents (float32 CPU vectors ``[R_c, d]``, as stored: int8/bf16 are dequantised)."""
-        ids = _check_ids(ids, "ids")
+        ids = check_ids(ids, unique=False)
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
@@ -609,7 +594,7 @@ class MultiVectorIndex(MultiVectorStore):
         device: str | torch.device = "cpu",
         mmap: bool = False,
         model: MetaEmbedModel | Mapping[str, Any] | None = None,
-        verify: bool | None = None,
+        verify: bool = True,
     ) -> MultiVectorIndex:
         """Load a saved index.
 
@@ -619,7 +604,8 @@ class MultiVectorIndex(MultiVectorStore):
                 than RAM; adding to it copies it into memory).
             model: a model (or its ``identity``) the index must belong to; another dim or another model
                 raises :class:`~metaembed_rag.errors.IncompatibleModelError`.
-            verify: check the vectors file's SHA-256 (default: yes, unless ``mmap``).
+            verify: check the vectors file against its recorded SHA-256 (also with ``mmap``; stored vectors are
+                always checked to be finite).
         """
         data = load_index(path, mmap=mmap, verify=verify)
         if model is not None:

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -38,13 +37,22 @@ from ..budget import Budget, BudgetLike
 from ..errors import (
     BudgetError,
     DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     IndexFormatError,
     InvalidInputError,
     StoreConnectionError,
 )
-from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
+from .base import (
+    Cascade,
+    MetadataFilter,
+    MultiVectorStore,
+    SearchHit,
+    StoredDocument,
+    check_ids,
+    matches_filter,
+    validate_filter,
+    validate_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -484,24 +492,6 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     # -- validation ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_ids(ids: Sequence[str], *, unique: bool) -> list[str]:
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
-        out = list(ids)
-        for doc_id in out:
-            if not isinstance(doc_id, str):
-                raise InvalidInputError(
-                    f"document ids must be strings, got {type(doc_id).__name__} {doc_id!r}; convert with str()"
-                )
-            if not doc_id:
-                raise InvalidInputError("document ids must be non-empty strings")
-        if unique and len(set(out)) != len(out):
-            seen: set[str] = set()
-            dupes = sorted({i for i in out if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-            raise DuplicateIdError(f"duplicate document id(s) in one call: {dupes[:10]}")
-        return out
-
     def _check_embeddings(self, embeddings: torch.Tensor, n: int) -> np.ndarray:
         if not isinstance(embeddings, torch.Tensor):
             raise InvalidInputError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
@@ -541,11 +531,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
                 raise InvalidInputError(f"metadata #{i} uses the reserved key {ID_FIELD!r}")
             if any(not isinstance(k, str) for k in meta):
                 raise InvalidInputError(f"metadata #{i} keys must be strings")
-            try:
-                json.dumps(meta, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"metadata #{i} is not JSON-serialisable: {exc}") from exc
-            out.append(meta)
+            out.append(validate_metadata(meta, f"document #{i}"))
         return out
 
     def _resolve_budget(self, budget: BudgetLike, max_query: int, what: str = "budget") -> Budget:
@@ -570,7 +556,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
         Retrying a batch never duplicates documents: point ids are derived from the document ids.
         """
-        ids = self._check_ids(ids, unique=True)
+        ids = check_ids(ids, unique=True)
         array = self._check_embeddings(embeddings, len(ids))
         metas = self._check_metadatas(metadatas, len(ids))
         budgets = self.stored_budgets
@@ -586,7 +572,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; if any id is unknown nothing is removed and DocumentNotFoundError names them."""
-        ids = self._check_ids(ids, unique=False)
+        ids = check_ids(ids, unique=False)
         unique = list(dict.fromkeys(ids))
         found = self._fetch(unique, ())
         missing = [i for i in unique if i not in found]
@@ -612,7 +598,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Fetch documents (all stored vectors and metadata) in the order asked for."""
-        ids = self._check_ids(ids, unique=False)
+        ids = check_ids(ids, unique=False)
         name = multivector_name(self.stored_vectors)
         found = self._fetch(list(dict.fromkeys(ids)), (name,))
         missing = [i for i in ids if i not in found]

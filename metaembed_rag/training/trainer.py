@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_directory, read_json, write_json_atomic
+from ..atomic import FolderKind, atomic_directory, is_ours, read_json, write_json_atomic
 from ..devices import resolve_device
 from ..errors import CheckpointError, IncompatibleModelError, InvalidInputError
 from ..modeling.model import MetaEmbedModel, PreparedBatch
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
 STATE_VERSION = 1
+STATE_FORMAT = "metaembed_rag.TrainerState"
+CHECKPOINT_KIND = FolderKind("training checkpoint", STATE_NAME, STATE_FORMAT)
 CHECKPOINT_PREFIX = "step-"
 
 
@@ -281,7 +283,7 @@ class Trainer:
         """Write ``output_dir/checkpoints/step-N`` (model, optimizer moments, step) and prune old ones."""
         folder = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.step:07d}"
         self.model.invalidate_fingerprint()
-        with atomic_directory(folder) as staging:
+        with atomic_directory(folder, CHECKPOINT_KIND) as staging:
             self.model.save_pretrained(staging / "model")
             tensors, meta = _optimizer_state(self.optimizer)
             tensors.update(_rng_state())
@@ -289,6 +291,7 @@ class Trainer:
             write_json_atomic(
                 staging / STATE_NAME,
                 {
+                    "format": STATE_FORMAT,
                     "format_version": STATE_VERSION,
                     "step": self.step,
                     "model": self.config.model_signature(),
@@ -305,7 +308,8 @@ class Trainer:
         limit = self.config.save_total_limit
         if limit and limit > 0:
             for old in list_checkpoints(self.output_dir)[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
+                if is_ours(old, CHECKPOINT_KIND):
+                    shutil.rmtree(old, ignore_errors=True)  # a checkpoint this trainer wrote
 
     def resume(self, checkpoint: str | Path) -> None:
         """Restore weights, optimizer moments and step from a checkpoint folder (or ``"latest"``)."""
