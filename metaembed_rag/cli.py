@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level > logging.INFO:  # long runs report progress even when stderr is not a terminal (log lines)
+        logging.getLogger("metaembed_rag.progress").setLevel(logging.INFO)
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0

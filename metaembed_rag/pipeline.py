@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .collection import DocumentCollection, FileEntry, check_collection_path, folder_size, page_id, source_key
 from .errors import InvalidInputError
 from .loaders import LoadFailure, discover_files, ocr_available, open_document, sha256_of
 from .loaders.ocr import INSTALL_HINT
+from .progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +178,7 @@ def _run(
                 plan.append((path, key, digest, document.page_count))
         except Exception as exc:  # a LoaderError, or anything else a broken file provokes
             report.files_failed.append(LoadFailure(key, _reason(exc, path)))
-    if show_progress is None:
-        show_progress = sys.stderr.isatty()
-    with tqdm(total=sum(p[3] for p in plan), unit="page", desc="indexing", disable=not show_progress) as bar:
+    with progress(sum(p[3] for p in plan), "indexing", "page", enabled=show_progress) as bar:
         for path, key, digest, _ in plan:
             bar.set_postfix_str(key.rsplit(os.sep, 1)[-1], refresh=False)
             _index_one(collection, path, key, digest, password, ocr, batch_size, reindex, report, bar, saver)
@@ -199,7 +195,7 @@ def _index_one(
     batch_size: int,
     reindex: bool,
     report: IndexReport,
-    bar: tqdm,
+    bar: Any,
     saver: _Saver,
 ) -> None:
     """Index one file into ``collection``. Never raises for a bad file or page."""

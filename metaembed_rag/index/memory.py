@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from ..errors import (
     IncompatibleModelError,
     InvalidInputError,
 )
+from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
 from ..scoring import maxsim_vector_major, topk
 from .base import (
     Cascade,
@@ -128,6 +130,7 @@ class MultiVectorIndex(MultiVectorStore):
         self._device = torch.device(device)
         self.model_identity: dict[str, Any] | None = dict(model_identity) if model_identity else None
         self._lock = threading.RLock()
+        self._norm_cache: tuple[weakref.ref, int, float] | None = None  # (buffer, rows measured, max norm)
         self._rows: dict[str, int] = {}
         self._snapshot = self._empty_snapshot(0)
 
@@ -455,6 +458,43 @@ class MultiVectorIndex(MultiVectorStore):
             scores[:, mask.to(scores.device)] = -math.inf
         return scores, None
 
+    def _top_low_precision(
+        self, snap: _Snapshot, queries: torch.Tensor, budget: Budget, rows: torch.Tensor | None, k: int, normalize: bool
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Exact top-``k`` through a bfloat16 selection pass and a float32 re-score (see :mod:`exact_topk`).
+
+        ``None`` where that path does not apply (see :func:`~metaembed_rag.exact_topk.use_low_precision`);
+        the caller then scores in float32.
+        """
+        eligible = snap.count if rows is None else rows.numel()
+        if not use_low_precision(snap.values, eligible, k):
+            return None
+        values = snap.values[: budget.r_c, : snap.count]
+        scales = snap.scales[: budget.r_c, : snap.count] if snap.scales is not None else None
+        if rows is not None:
+            values = values.index_select(1, rows)
+            scales = scales.index_select(1, rows) if scales is not None else None
+        top, picked, _ = exact_topk(
+            queries, values, budget, k, scales=scales, normalize=normalize, max_norm=self._max_norm(snap)
+        )
+        return top, (picked if rows is None else rows[picked])
+
+    def _max_norm(self, snap: _Snapshot) -> float:
+        """The largest stored vector norm of ``snap`` (all ``R_c`` vectors), kept up to date incrementally.
+
+        Rows ``[0, count)`` of a buffer never change once published (appends write past ``count``; compaction,
+        growth and moves make a new buffer), so a buffer's bound only needs the rows added since it was measured.
+        """
+        cached = self._norm_cache
+        if cached is not None and cached[0]() is snap.values and cached[1] <= snap.count:
+            start, bound = cached[1], cached[2]
+        else:
+            start, bound = 0, 0.0
+        if start < snap.count:
+            bound = max(bound, max_vector_norm(snap.values, snap.scales, start, snap.count))
+        self._norm_cache = (weakref.ref(snap.values), snap.count, bound)
+        return bound
+
     def search(
         self,
         query_embeddings: torch.Tensor,
@@ -490,6 +530,9 @@ class MultiVectorIndex(MultiVectorStore):
         if eligible == 0:
             return [[] for _ in range(n_q)]
         if coarse is None:
+            fast = self._top_low_precision(snap, queries, b, rows, min(k, eligible), normalize)
+            if fast is not None:
+                return self._hits(snap, *fast)
             scores, columns = self._score(snap, queries, b, rows, normalize)
             values, picked = topk(scores, min(k, eligible))
             row_ids = picked.cpu() if columns is None else columns[picked.cpu()]

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +30,13 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, read_json, write_json_atomic
 from ..budget import BudgetLike, resolve_budget
 from ..devices import resolve_device, resolve_dtype
 from ..errors import CheckpointError, InvalidInputError
 from ..inputs import EncodeInput, ModelInput, to_model_inputs
+from ..progress import progress
 from ..scoring import maxsim
 from .config import (
     ADAPTER_DIR,
@@ -189,11 +188,14 @@ class MetaEmbedModel(nn.Module):
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         backbone: str | None = None,
+        merge_adapter: bool = True,
     ) -> MetaEmbedModel:
         """Load a MetaEmbed checkpoint from a local folder or a hub id.
 
         ``backbone`` overrides where the backbone weights are read from (e.g. a local copy).
-        Nothing is ever unpickled: tensors are safetensors, the rest JSON.
+        ``merge_adapter`` (default) folds a LoRA adapter into the backbone weights for inference (encoding is
+        about a quarter faster; embeddings agree to float rounding); pass ``False`` to keep it separate, e.g. to
+        train further or to save the model again. Nothing is ever unpickled: tensors are safetensors, the rest JSON.
         """
         folder = _checkpoint_folder(str(name_or_path), revision, local_files_only)
         config = MetaEmbedConfig.from_dict(_read_config(folder))
@@ -237,10 +239,40 @@ class MetaEmbedModel(nn.Module):
                 raise CheckpointError(f"projection weights do not match the config: {exc}") from exc
         _ = model.fingerprint  # from the weights as stored, before any cast to the run-time dtype
         logger.info("loaded MetaEmbed checkpoint %s (%s backbone)", folder, config.family)
+        if merge_adapter:
+            model.merge_adapter()
         return model.to(device=target, dtype=torch_dtype).eval()
+
+    def merge_adapter(self) -> MetaEmbedModel:
+        """Fold the LoRA adapter (if any) into the backbone weights, for inference only. Returns ``self``.
+
+        The model's :attr:`identity` is computed first, from the separate adapter weights, and kept: a merged
+        model is the same model. A merged model cannot be saved or given a new adapter (its LoRA is no longer
+        separable): load with ``merge_adapter=False`` for that.
+        """
+        if not _is_peft(self.backbone):
+            return self
+        _ = self.identity  # computed (and cached) from the unmerged weights, before they change
+        self.backbone = self.backbone.merge_and_unload()
+        self.family.backbone = self.backbone
+        self._adapter_merged = True
+        return self
+
+    @property
+    def adapter_merged(self) -> bool:
+        """Whether a LoRA adapter was folded into the backbone (see :meth:`merge_adapter`)."""
+        return getattr(self, "_adapter_merged", False)
+
+    def _refuse_if_merged(self, action: str) -> None:
+        if self.adapter_merged:
+            raise CheckpointError(
+                f"cannot {action}: this model's LoRA adapter was merged into the backbone for inference; "
+                "load it with MetaEmbedModel.from_pretrained(..., merge_adapter=False)"
+            )
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint folder atomically (config JSON, meta tokens, projection, LoRA adapter)."""
+        self._refuse_if_merged("save it")
         path = Path(path)
         with atomic_directory(path, CHECKPOINT_KIND) as staging:
             has_adapter = _is_peft(self.backbone)
@@ -462,14 +494,14 @@ class MetaEmbedModel(nn.Module):
         if budget is not None:
             b = resolve_budget(budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
             keep = b.r_q if side == "query" else b.r_c
-        if show_progress is None:
-            show_progress = len(items) > batch_size and sys.stderr.isatty()
+        if show_progress is None and len(items) <= batch_size:
+            show_progress = False  # one batch: no bar, no log line
         order = sorted(range(len(items)), key=lambda i: self.family.cost(items[i]))
         out = torch.empty(len(items), keep, self.embedding_dim, dtype=torch.float32)
         was_training = self.training
         self.eval()
         try:
-            with tqdm(total=len(items), desc=f"encoding {side}s", unit=side, disable=not show_progress) as bar:
+            with progress(len(items), f"encoding {side}s", side, enabled=show_progress) as bar:
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     batch = self._prepare_items([items[i] for i in rows], side)
@@ -503,6 +535,7 @@ class MetaEmbedModel(nn.Module):
         """Wrap the backbone with a fresh peft LoRA adapter (the paper's defaults). Returns ``self``."""
         from peft import LoraConfig, get_peft_model
 
+        self._refuse_if_merged("add a LoRA adapter")
         if _is_peft(self.backbone):
             raise InvalidInputError("the backbone already carries a LoRA adapter")
         targets = target_modules if target_modules is not None else self.family.lora_target_modules()

@@ -20,7 +20,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import FolderKind, atomic_directory, is_ours, read_json, write_json_atomic
-from ..budget import MATRYOSHKA_GROUPS
 from ..devices import resolve_device
 from ..errors import CheckpointError, IncompatibleModelError, InvalidInputError
 from ..modeling.model import MetaEmbedModel, PreparedBatch
+from .config import TrainingConfig
 from .data import TrainingPair, load_batch, read_pairs
-from .loss import DEFAULT_TEMPERATURE, mmr_loss, parse_groups
+from .loss import mmr_loss, parse_groups
 
 logger = logging.getLogger(__name__)
 
@@ -43,91 +43,6 @@ STATE_VERSION = 1
 STATE_FORMAT = "metaembed_rag.TrainerState"
 CHECKPOINT_KIND = FolderKind("training checkpoint", STATE_NAME, STATE_FORMAT)
 CHECKPOINT_PREFIX = "step-"
-
-
-@dataclass
-class TrainingConfig:
-    """Everything a training run needs; loadable from JSON (``TrainingConfig.from_dict``)."""
-
-    backbone: str
-    train_file: str
-    output_dir: str
-    eval_file: str | None = None
-    num_query_tokens: int = 16
-    num_candidate_tokens: int = 64
-    projection_dim: int | None = None
-    query_prompt: str = "Query: "
-    document_prompt: str = ""
-    groups: list[list[int]] = field(default_factory=lambda: [list(g) for g in MATRYOSHKA_GROUPS])
-    group_weights: list[float] | None = None
-    temperature: float = DEFAULT_TEMPERATURE
-    lora_r: int = 32
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | None = None
-    learning_rate: float = 1e-4
-    meta_learning_rate: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    max_steps: int | None = None
-    epochs: float = 1.0
-    max_minutes: float | None = None
-    max_query_length: int | None = None
-    max_document_length: int | None = None
-    bf16: bool | None = None
-    gradient_checkpointing: bool | None = None
-    eval_every: int = 0
-    save_every: int = 0
-    save_total_limit: int = 2
-    log_every: int = 10
-    seed: int = 0
-    on_bad_line: str = "stop"
-    device: str | None = None
-    num_threads: int | None = None
-    name: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown training options {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> TrainingConfig:
-        try:
-            return cls.from_dict(read_json(Path(path)))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, InvalidInputError):
-                raise
-            raise InvalidInputError(f"cannot read training config {path}: {exc}") from exc
-
-    def validate(self) -> None:
-        positive = ("batch_size", "gradient_accumulation_steps", "num_query_tokens", "num_candidate_tokens", "lora_r")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise InvalidInputError("batch_size must be >= 2 for in-batch negatives")
-        if self.on_bad_line not in ("stop", "skip"):
-            raise InvalidInputError(f"on_bad_line must be 'stop' or 'skip', got {self.on_bad_line!r}")
-        for g in parse_groups(self.groups):
-            g.validate(max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
-
-    def model_signature(self) -> dict[str, Any]:
-        """What must match between a run and a checkpoint it resumes from."""
-        return {
-            "backbone": self.backbone,
-            "num_query_tokens": self.num_query_tokens,
-            "num_candidate_tokens": self.num_candidate_tokens,
-            "projection_dim": self.projection_dim,
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "lora_target_modules": self.lora_target_modules,
-        }
 
 
 @dataclass
