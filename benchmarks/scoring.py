@@ -26,6 +26,7 @@ import argparse
 import ast
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -156,7 +157,32 @@ def load_peers() -> dict[str, Any]:
         peers[f"colpali-engine {version} score_multi_vector"] = lambda q, d: score(q, d, device=d.device)
     except Exception as exc:  # recorded in the results
         peers["colpali-engine score_multi_vector"] = f"not runnable: {exc!r}"
+    try:
+        peers.update(load_pylate())
+    except Exception as exc:  # recorded in the results
+        peers["PyLate colbert_scores"] = f"not runnable: {exc!r}"
     return peers
+
+
+PYLATE_SRC = Path(os.environ.get("PYLATE_SRC", "/tmp/pylate_src"))
+"""PyLate pins sentence-transformers 5.3 / transformers <= 5.3 and cannot be co-installed here: its wheel is
+unpacked to this folder (``pip download pylate --no-deps`` then unzip) and only its scoring module is loaded."""
+
+
+def load_pylate() -> dict[str, Any]:
+    root = PYLATE_SRC / "pylate"
+    if not (root / "scores" / "colbert.py").is_file():
+        raise ImportError(
+            f"PyLate cannot be co-installed (it pins sentence-transformers==5.3.0); no unpacked wheel at {PYLATE_SRC}"
+        )
+    for name, path in (("pylate", root), ("pylate.utils", root / "utils"), ("pylate.scores", root / "scores")):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(path)]
+            sys.modules[name] = module
+    colbert = importlib.import_module("pylate.scores.colbert")
+    version = next((p.name.split("-")[1].removesuffix(".dist") for p in PYLATE_SRC.glob("pylate-*.dist-info")), "?")
+    return {f"PyLate {version} colbert_scores (scoring module only)": lambda q, d: colbert.colbert_scores(q, d)}
 
 
 def overlap_at_k(a: list[list[str]], b: list[list[str]]) -> float:
@@ -410,7 +436,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{bw['sum_read_gbs']:.1f} GB/s. Because the load on this shared machine changes by the minute, the read-only "
         "bandwidth is re-measured (0.5 GiB sum) right before each row; the fraction is achieved GB/s over that figure.",
         "",
-        "## Exhaustive search, one query, k = 10",
+        *([*roofline_markdown(results["roofline"]), ""] if "roofline" in results else []),
+        "## Exhaustive search, one query, k = 10 (earlier run, before the kernel changes)",
         "",
         roofline(results),
         "",
@@ -503,6 +530,259 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ roofline
+ROOFLINE_GROUPS = ((1, 1), (2, 4), (4, 8), (8, 16), (16, 64))
+
+
+def floors_now(device: torch.device) -> dict[str, float]:
+    """Read bandwidth and GEMM peaks (fp32, bf16, int8) measured now, for the floors of the next cases."""
+    out = {"sum_read_gbs": memory_bandwidth(device, 0.25, reps=3)["sum_read_gbs"]}
+    size = 1024
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    out["float32_gflops"] = 2 * size**3 / timed(lambda: a @ b, reps=3) / 1e9
+    small = 256  # emulated bf16/int8 GEMMs (no native support) are slow: a smaller product keeps this short
+    ab, bb = a[:small, :small].bfloat16(), b[:small, :small].bfloat16()
+    out["bfloat16_gflops"] = 2 * small**3 / timed(lambda: ab @ bb, reps=3) / 1e9
+    ai = torch.randint(-127, 128, (small, small), dtype=torch.int8)
+    bi = torch.randint(-127, 128, (small, small), dtype=torch.int8)
+    with contextlib.suppress(RuntimeError):
+        out["int8_gflops"] = 2 * small**3 / timed(lambda: torch._int_mm(ai, bi), reps=3) / 1e9
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def kernel_precision(index: MultiVectorIndex, k: int) -> str:
+    """The precision of the products our search runs for this index: float32 unless the bf16 pass applies."""
+    from metaembed_rag.exact_topk import use_low_precision
+
+    return "bfloat16" if use_low_precision(index._snapshot.values, len(index), k) else "float32"
+
+
+def float64_top10(index: MultiVectorIndex, queries: torch.Tensor, budget: tuple[int, int]) -> list[list[str]]:
+    """The exact top-10 in float64 over the stored (dequantised) vectors: the reference for agreement."""
+    snap = index._snapshot
+    r_q, r_c = budget
+    q = queries[:, :r_q].double()
+    best = torch.zeros(q.shape[0], snap.count, dtype=torch.float64)
+    step = 2048
+    for start in range(0, snap.count, step):
+        stop = min(start + step, snap.count)
+        block = snap.values[:r_c, start:stop].double()
+        if snap.scales is not None:
+            block = block * snap.scales[:r_c, start:stop, None].double()
+        sims = torch.einsum("qid,jnd->qijn", q, block).amax(dim=2).sum(dim=1)
+        best[:, start:stop] = sims
+    return [[snap.ids[i] for i in row] for row in best.topk(10, dim=1).indices.tolist()]
+
+
+def faiss_flat(index: MultiVectorIndex, queries: torch.Tensor) -> dict[str, Any]:
+    """faiss ``IndexFlatIP`` over the first vector of every document: the (1,1) case, same float32 inputs."""
+    try:
+        import faiss
+    except ImportError as exc:
+        return {"skipped": f"faiss-cpu not installed: {exc}"}
+    snap = index._snapshot
+    base = snap.values[0, : snap.count].to(torch.float32)
+    if snap.scales is not None:
+        base = base * snap.scales[0, : snap.count, None]
+    flat = faiss.IndexFlatIP(base.shape[1])
+    flat.add(base.contiguous().numpy())
+    q = queries[:, 0].contiguous().numpy()
+    seconds = timed(lambda: flat.search(q, 10), reps=3)
+    _, found = flat.search(q, 10)
+    return {"name": f"faiss {faiss.__version__} IndexFlatIP", "ms": seconds * 1e3,
+            "top10": [[snap.ids[i] for i in row] for row in found.tolist()]}  # fmt: skip
+
+
+def roofline_cases(args, device: torch.device, peers: dict[str, Any], on_progress=None) -> dict[str, Any]:
+    """Every case: our time, its floor max(bytes / bandwidth, FLOPs / GEMM peak) measured in this run, peers."""
+    rows: list[dict[str, Any]] = []
+    limit = args.max_gib * GIB
+    shapes = sorted(((n, dim) for n in args.roofline_sizes for dim in args.roofline_dims), key=lambda s: s[0] * s[1])
+    for n, dim in shapes:  # smallest first: a run cut short still covers the most cases
+        for dtype in ("float32", "bfloat16", "int8"):
+            fmt = StorageFormat.parse(dtype)
+            stored = 64 if n * fmt.bytes_per_document(64, dim) <= limit else 16
+            if n * fmt.bytes_per_document(stored, dim) > limit:
+                stored = 1
+            floors = floors_now(device)
+            index = synthetic_index(n, stored, dim, dtype, device)
+            for n_q in (1, 32):
+                queries = make_queries(dim, n=n_q, seed=n_q)
+                for budget in ROOFLINE_GROUPS:
+                    r_q, r_c = budget
+                    base = {"n": n, "dim": dim, "dtype": dtype, "stored_vectors": stored, "queries": n_q,
+                            "budget": list(budget)}  # fmt: skip
+                    flops = 2 * n_q * r_q * r_c * dim * n
+                    estimate = flops / (floors["float32_gflops"] * 1e9) / 0.25  # at a quarter of the peak
+                    if r_c > stored:
+                        rows.append({**base, "skipped": f"needs {r_c} stored vectors; {stored} fit --max-gib"})
+                        continue
+                    if estimate > args.max_case_s:
+                        rows.append({**base, "skipped": f"estimated {estimate:.0f} s > --max-case-s"})
+                        continue
+                    precision = kernel_precision(index, 10)
+                    reps = 2 if estimate > 2 else 3
+                    seconds = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10), reps)
+                    bytes_read = n * fmt.bytes_per_document(r_c, dim)
+                    peak = floors.get(f"{precision}_gflops", floors["float32_gflops"])
+                    memory_floor = bytes_read / (floors["sum_read_gbs"] * 1e9)
+                    compute_floor = flops / (peak * 1e9)
+                    floor = max(memory_floor, compute_floor)
+                    ours = [[h.id for h in hits] for hits in index.search(queries, budget=budget, k=10)]
+                    row = {
+                        **base,
+                        "ms": seconds * 1e3,
+                        "kernel_precision": precision,
+                        "bytes_read": bytes_read,
+                        "gflop": flops / 1e9,
+                        "floor_ms": floor * 1e3,
+                        "bound_by": "memory" if memory_floor >= compute_floor else "compute",
+                        "fraction_of_floor": floor / seconds,
+                        "floors": floors,
+                    }
+                    if n <= args.reference_max_n:
+                        row["top10_vs_float64"] = overlap_at_k(ours, float64_top10(index, queries, budget))
+                    peers_fit = seconds < args.peer_max_ours_s  # peers run up to 30x slower: bound the run
+                    if peers and peers_fit and dim <= args.peer_max_dim and n <= args.peer_max_n and dtype != "int8":
+                        row["peers"] = compare_peers_batch(index, queries, budget, peers, ours, seconds)
+                    if budget == (1, 1) and dtype == "float32":
+                        found = faiss_flat(index, queries)
+                        if "skipped" not in found:
+                            found["ours_vs_peer"] = seconds * 1e3 / found["ms"]
+                            found["top10_overlap_with_ours"] = overlap_at_k(found.pop("top10"), ours)
+                        row.setdefault("peers", {})["faiss"] = found
+                    rows.append(row)
+                    logger.info("%s", {k: v for k, v in row.items() if k not in ("peers", "floors")})
+            del index
+            gc.collect()
+            if on_progress is not None:  # partial results survive a run cut short
+                on_progress(rows)
+    return with_best_floors(rows)
+
+
+def with_best_floors(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add each row's fraction against the best floors seen anywhere in the run (a conservative figure)."""
+    best = {key: max(r["floors"][key] for r in rows if "floors" in r and key in r["floors"])
+            for key in ("sum_read_gbs", "float32_gflops", "bfloat16_gflops")
+            if any(key in r.get("floors", {}) for r in rows)}  # fmt: skip
+    for r in rows:
+        if "floors" in r:
+            peak = best.get(f"{r['kernel_precision']}_gflops", best["float32_gflops"])
+            floor = max(r["bytes_read"] / (best["sum_read_gbs"] * 1e9), r["gflop"] / peak)
+            r["fraction_of_best_floor"] = floor * 1e3 / r["ms"]
+    return {"rows": rows, "best_floors": best}
+
+
+def compare_peers_batch(index, queries, budget, peers, ours, our_seconds) -> dict[str, Any]:
+    """Peers on the same stored vectors (document-major view of the budget prefix), all queries at once."""
+    snap = index._snapshot
+    docs = snap.values[: budget[1], : snap.count].transpose(0, 1)  # [N, r_c, d] view, storage dtype
+    q = queries[:, : budget[0]].to(docs.dtype)
+    out: dict[str, Any] = {}
+    for name, fn in peers.items():
+        if isinstance(fn, str):
+            out[name] = {"skipped": fn}
+            continue
+        try:
+            slow = our_seconds > 1.0
+            seconds = timed(lambda f=fn: f(q, docs), reps=1 if slow else 2, warmup=0 if slow else 1)
+            scores = fn(q, docs).float()
+        except Exception as exc:  # recorded in the results
+            out[name] = {"skipped": f"failed: {exc!r}"[:200]}
+            continue
+        top = [[snap.ids[i] for i in row] for row in scores.topk(10, dim=1).indices.tolist()]
+        out[name] = {"ms": seconds * 1e3, "peer_vs_ours": seconds / our_seconds,
+                     "top10_overlap_with_ours": overlap_at_k(top, ours)}  # fmt: skip
+    return out
+
+
+def _best(section: dict[str, Any]) -> str:
+    best = section.get("best_floors", {})
+    parts = [f"{best['sum_read_gbs']:.1f} GB/s read"] if "sum_read_gbs" in best else []
+    parts += [f"{best[k]:.1f} GFLOP/s {k.split('_')[0]}" for k in ("float32_gflops", "bfloat16_gflops") if k in best]
+    return ", ".join(parts)
+
+
+def roofline_markdown(section: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Roofline: each case against its floor measured in the same run",
+        "",
+        f"Measured {section['date']} on {section['cpu']} ({section['threads']} threads), load average "
+        f"{section['load_start']} at the start, {section['load_end']} at the end — a machine shared with a "
+        "training job and other sessions, so the floors (read bandwidth and GEMM peaks) are re-measured before "
+        "every index and each case is judged against the floor of that moment. floor = max(bytes read / "
+        "bandwidth, FLOPs / GEMM peak of the precision the kernel multiplies in), FLOPs = 2·n_q·r_q·r_c·d·N; "
+        "fraction = floor / our time (in brackets: against the best floors seen anywhere in the run, "
+        f"{_best(section)}, a conservative figure). Top-10 vs float64: overlap of our top-10 with an exact "
+        "float64 MaxSim over the stored values. Peers run on the same stored vectors (a document-major view), "
+        "all queries at once; 'peer / ours' > 1 means the peer is slower. " + section["cpu_note"],
+        "",
+        "| N | d | dtype | stored | queries | budget | ours ms | floor ms | bound | fraction (vs best floor) "
+        "| top-10 vs f64 "
+        "| peers (ms, peer/ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in section["rows"]:
+        head = (f"| {r['n']:,} | {r['dim']} | {r['dtype']} | {r['stored_vectors']} | {r['queries']} | "
+                f"({r['budget'][0]},{r['budget'][1]}) |")  # fmt: skip
+        if "skipped" in r:
+            lines.append(head + f" skipped: {r['skipped']} | | | | | |")
+            continue
+        peers = []
+        for name, p in (r.get("peers") or {}).items():
+            if "skipped" in p:
+                continue
+            label = p.get("name", name).split(" (")[0]
+            ratio = p.get("peer_vs_ours") or (1 / p["ours_vs_peer"] if p.get("ours_vs_peer") else float("nan"))
+            peers.append(f"{label}: {p['ms']:.1f}, {ratio:.2f}x")
+        agreement = f"{r['top10_vs_float64']:.2f}" if "top10_vs_float64" in r else "–"
+        lines.append(
+            head + f" {r['ms']:.1f} | {r['floor_ms']:.1f} | {r['bound_by']} ({r['kernel_precision']}) | "
+            f"{r['fraction_of_floor']:.0%} ({r['fraction_of_best_floor']:.0%}) | {agreement} | "
+            f"{'; '.join(peers) or '–'} |"
+        )
+    skipped = sorted({f"{n}: {p['skipped']}" for r in section["rows"] for n, p in (r.get("peers") or {}).items()
+                      if "skipped" in p})  # fmt: skip
+    if skipped:
+        lines += ["", "Peers not run: " + "; ".join(skipped)]
+    return lines
+
+
+def run_roofline(args, device: torch.device, save=None) -> dict[str, Any]:
+    peers = {} if args.no_peers else load_peers()
+    load_start = [round(x, 2) for x in os.getloadavg()]
+
+    def partial(rows: list[dict[str, Any]]) -> None:
+        if save is not None:
+            save(describe({**with_best_floors(rows), "load_start": load_start, "partial": True}, args))
+
+    section = roofline_cases(args, device, peers, on_progress=partial)
+    section["load_start"] = load_start
+    return describe(section, args)
+
+
+def describe(section: dict[str, Any], args) -> dict[str, Any]:
+    from metaembed_rag.exact_topk import native_bf16_cpu
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    section["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    section["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section["cpu"] = f"{cpu}, {os.cpu_count()} cores, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    section["threads"] = args.threads
+    section["native_bf16_cpu"] = native_bf16_cpu()
+    section["cpu_note"] = (
+        "This CPU multiplies bfloat16 natively: bf16/int8 storage takes the bf16 selection pass + exact re-score."
+        if native_bf16_cpu()
+        else "This CPU has no native bfloat16 or int8 dot products (no AVX512-BF16/VNNI/AMX): torch emulates "
+        "them (see the bf16/int8 GEMM peaks in the JSON, far below float32), so every storage dtype is "
+        "multiplied in float32 (converted per cache-sized chunk) and judged against the float32 peak."
+    )
+    return section
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
@@ -515,9 +795,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--render", type=Path, help="only re-render this JSON as Markdown (adds a roofline if missing)")
+    parser.add_argument("--roofline", action="store_true", help="only the roofline table (merged into the JSON)")
+    parser.add_argument("--roofline-sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--roofline-dims", type=int, nargs="+", default=[384, 3584])
+    parser.add_argument("--max-case-s", type=float, default=20.0, help="skip roofline cases estimated slower")
+    parser.add_argument("--reference-max-n", type=int, default=10_000, help="float64 top-10 reference up to N")
+    parser.add_argument("--peer-max-n", type=int, default=10_000, help="run the peers up to this N")
+    parser.add_argument("--peer-max-ours-s", type=float, default=1.5, help="run the peers where we take less")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.roofline:
+        path = args.out / "scoring.json"
+        results = json.loads(path.read_text()) if path.is_file() else {}
+
+        def save(section: dict[str, Any]) -> None:
+            results["roofline"] = section
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            text = markdown(results) if "environment" in results else "\n".join(roofline_markdown(section))
+            path.with_suffix(".md").write_text(text + "\n")
+
+        save(run_roofline(args, torch.device(args.device), save))
+        return 0
     if args.render:
         results = json.loads(args.render.read_text())
         if "peak_gemm" not in results:

@@ -41,14 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level > logging.INFO:  # long runs report progress even when stderr is not a terminal (log lines)
+        logging.getLogger("metaembed_rag.progress").setLevel(logging.INFO)
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
     try:
         return int(args.func(args) or 0)
     except MetaEmbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .commands._common import printable
+
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

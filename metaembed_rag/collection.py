@@ -5,11 +5,19 @@ The folder (default ``./.metaembed/default``) is what ``metaembed-rag index`` bu
     collection.json   format name and version, the model (reference and identity), the embedding mode
                       (text / image / image+text), the rendering dpi, and one entry per indexed file:
                       its SHA-256, its page ids, skipped pages and whether it was indexed completely
-    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one document per page; its metadata
-                      holds source, page, page_count, sha256, title, author, text …)
+    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one unit per page, or one per window of
+                      a page longer than the model reads; its metadata holds source, page, page_count, sha256,
+                      title, author, text …)
+    lexical/          the BM25 side for hybrid search (:class:`~metaembed_rag.lexical.LexicalIndex`); derived data:
+                      when it is missing (an index built before hybrid search) or out of date, it is rebuilt from
+                      the stored page text at the first hybrid search
 
 The whole folder is replaced atomically on :meth:`DocumentCollection.save`, so the manifest and the index
-always agree, and a crash leaves the previous state.
+always agree, and a crash leaves the previous state. Every writer (the CLI, :func:`~metaembed_rag.pipeline.index_files`,
+:meth:`DocumentCollection.save`) holds the folder's inter-process lock; a save that finds the folder changed on disk
+since it was read (another process saved in between) merges its own changes into that state instead of
+overwriting it, so neither writer's pages are lost. Only a missing folder, an empty one, or a collection of this
+package is ever written (:class:`~metaembed_rag.errors.UnsafePathError` otherwise).
 
 Example:
     >>> collection = DocumentCollection.create(".metaembed/default", model="starter")  # doctest: +SKIP
@@ -29,19 +37,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .atomic import atomic_directory, read_json, write_json_atomic
+from .atomic import (
+    FolderKind,
+    atomic_directory,
+    folder_lock,
+    read_json,
+    readable_folder,
+    real_target,
+    recover_folder,
+    write_json_atomic,
+)
 from .budget import Budget, BudgetLike
 from .errors import (
     CheckpointError,
     DocumentNotFoundError,
     IndexFormatError,
+    IndexLockedError,
     InvalidInputError,
     MissingDependencyError,
+    UnsafePathError,
     UnsupportedInputError,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
+    from .inputs import ModelInput
     from .loaders import PageRecord
     from .modeling.model import MetaEmbedModel
     from .searcher import MetaEmbedSearcher
@@ -52,17 +72,23 @@ FORMAT_NAME = "metaembed_rag.DocumentCollection"
 FORMAT_VERSION = 1
 COLLECTION_FILE = "collection.json"
 INDEX_DIR = "index"
+LEXICAL_DIR = "lexical"
 DEFAULT_COLLECTION = Path(".metaembed") / "default"
 COLLECTION_ENV = "METAEMBED_RAG_INDEX"
 STARTER = "starter"
 """Model reference meaning the package's own starter model (:data:`metaembed_rag.starter.STARTER_MODEL`)."""
+
+COLLECTION_KIND = FolderKind("index", COLLECTION_FILE, FORMAT_NAME)
+"""How a collection folder is recognised (and so may be replaced by a new save)."""
 
 EmbeddingMode = Literal["text", "image", "image+text"]
 EMBEDDING_MODES: tuple[str, ...] = ("text", "image", "image+text")
 
 
 def resolve_collection_path(name_or_dir: str | os.PathLike | None) -> Path:
-    """``None`` → ``$METAEMBED_RAG_INDEX`` or ``./.metaembed/default``; a bare name → ``./.metaembed/NAME``.
+    """``None`` → ``$METAEMBED_RAG_INDEX`` or ``./.metaembed/default``; a name without a slash → ``./.metaembed/NAME``.
+
+    A bare name never means a folder of the working directory, even when one of that name exists.
 
     Example:
         >>> resolve_collection_path("papers").as_posix(), resolve_collection_path("./x/y").as_posix()
@@ -73,9 +99,36 @@ def resolve_collection_path(name_or_dir: str | os.PathLike | None) -> Path:
     text = os.fspath(name_or_dir)
     if not text.strip():
         raise InvalidInputError("the index name or folder is empty")
-    if os.sep in text or "/" in text or text.startswith(".") or Path(text).is_dir():
-        return Path(text)
+    if isinstance(name_or_dir, Path) or "/" in text or os.sep in text:
+        return Path(text).expanduser()
+    if text in (".", "..") or text.startswith("~"):
+        raise InvalidInputError(f"{text!r} is not an index name; give a folder path such as ./{text}/index")
     return DEFAULT_COLLECTION.parent / text
+
+
+def check_collection_path(path: str | os.PathLike, sources: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse an index folder that is the working folder, one of its ancestors, or a folder being indexed.
+
+    Example:
+        >>> check_collection_path(".")
+        Traceback (most recent call last):
+        ...
+        metaembed_rag.errors.UnsafePathError: the index folder . is the working folder...
+    """
+    real = real_target(path)
+    cwd = real_target(os.getcwd())
+    if real == cwd or real in cwd.parents:
+        where = "the working folder" if real == cwd else "an ancestor of the working folder"
+        raise UnsafePathError(f"the index folder {path} is {where}; give a folder of its own, e.g. .metaembed/NAME")
+    for source in sources:
+        if not os.path.exists(source):
+            continue
+        folder = real_target(source)
+        if real == folder or real in folder.parents:
+            raise UnsafePathError(
+                f"the index folder {path} is {'' if real == folder else 'an ancestor of '}{source}, which is being "
+                "indexed; keep the index apart from the documents (e.g. --index NAME for .metaembed/NAME)"
+            )
 
 
 def starter_reference() -> str | None:
@@ -166,14 +219,21 @@ class FileEntry:
     complete: bool = False
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileEntry:
-        return cls(
-            sha256=str(data["sha256"]),
-            page_count=int(data["page_count"]),
-            ids=[str(i) for i in data.get("ids", [])],
-            skipped_pages=[(int(p), str(r)) for p, r in data.get("skipped_pages", [])],
-            complete=bool(data.get("complete", False)),
-        )
+    def from_dict(cls, data: Any) -> FileEntry:
+        """Parse one manifest entry; anything of the wrong shape or type raises ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"an entry must be an object, found {type(data).__name__}")
+        sha, count = data.get("sha256"), data.get("page_count")
+        ids, skipped = data.get("ids", []), data.get("skipped_pages", [])
+        if not isinstance(sha, str) or type(count) is not int or count < 0:
+            raise ValueError("sha256 must be a string and page_count a non-negative integer")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ValueError("ids must be a list of strings")
+        if not isinstance(skipped, list) or not all(
+            isinstance(e, list) and len(e) == 2 and type(e[0]) is int and isinstance(e[1], str) for e in skipped
+        ):
+            raise ValueError("skipped_pages must be a list of [page, reason] pairs")
+        return cls(sha, count, list(ids), [(p, r) for p, r in skipped], data.get("complete") is True)
 
 
 def page_id(source: str, page: int) -> str:
@@ -182,8 +242,15 @@ def page_id(source: str, page: int) -> str:
 
 
 def source_key(path: str | os.PathLike) -> str:
-    """How a file is named in a collection: its absolute, normalised path (symlinks kept)."""
-    return os.path.abspath(os.fspath(path))
+    r"""How a file is named in a collection: its absolute, normalised path (symlinks kept).
+
+    Bytes of a file name that are not UTF-8 are written as ``\xNN`` escapes, so the key is valid Unicode.
+
+    Example:
+        >>> source_key(os.fsdecode(b"/data/caf\xe9.pdf"))
+        '/data/caf\\xe9.pdf'
+    """
+    return os.fsencode(os.path.abspath(os.fspath(path))).decode("utf-8", "backslashreplace")
 
 
 class DocumentCollection:
@@ -212,6 +279,10 @@ class DocumentCollection:
         self._model = None
         self._searcher = None
         self._model_loader = model_loader
+        self.lexical: Any = None
+        """The BM25 side as loaded or created for :attr:`index` (the searcher keeps it up to date once built)."""
+        self._lexical_index: Any = index
+        self._mark_saved()
         if model is not None:
             self._model_loader = lambda: model
             _ = self.model  # check it now
@@ -230,26 +301,47 @@ class DocumentCollection:
     @property
     def searcher(self) -> MetaEmbedSearcher:
         """A :class:`~metaembed_rag.searcher.MetaEmbedSearcher` over this collection's model and index."""
-        if self._searcher is None:
+        if self._searcher is None or self._searcher.index is not self.index:
             from .searcher import MetaEmbedSearcher
 
-            self._searcher = MetaEmbedSearcher(self.model, self.index)
+            lexical = self.lexical if self._lexical_index is self.index else None  # a merged index: rebuilt
+            self._searcher = MetaEmbedSearcher(self.model, self.index, lexical=lexical)
         return self._searcher
 
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:
-        return (Path(path) / COLLECTION_FILE).is_file()
+        return DocumentCollection._folder(path) is not None
+
+    @staticmethod
+    def _folder(path: str | os.PathLike) -> Path | None:
+        folder = readable_folder(path, COLLECTION_KIND)
+        return folder if folder is not None and (folder / COLLECTION_FILE).is_file() else None
+
+    @staticmethod
+    def recover(path: str | os.PathLike, *, wait: bool = True) -> list[str]:
+        """Restore or remove what an interrupted save left beside ``path`` (logged); returns what was done.
+
+        With ``wait=False`` nothing is done while another process is writing (its staging folder is live).
+        """
+        try:
+            with folder_lock(path, timeout=None if wait else 0):
+                return recover_folder(path, COLLECTION_KIND)
+        except IndexLockedError:
+            if wait:
+                raise
+            return []
 
     @staticmethod
     def read_config(path: str | os.PathLike) -> dict[str, Any]:
         """The checked ``collection.json`` of a collection folder (the model is not loaded)."""
         folder = Path(path)
-        file = folder / COLLECTION_FILE
-        if not file.is_file():
+        found = DocumentCollection._folder(folder)
+        if found is None:
             if folder.exists():
                 raise IndexFormatError(f"{folder} is not a metaembed-rag index (no {COLLECTION_FILE})")
             raise IndexFormatError(f"no index at {folder}; build one with: metaembed-rag index PATH")
+        file = found / COLLECTION_FILE
         try:
             config = read_json(file)
         except (OSError, ValueError) as exc:
@@ -261,7 +353,35 @@ class DocumentCollection:
                 f"{file} has format version {config.get('version')!r}; this metaembed-rag reads version "
                 f"{FORMAT_VERSION} (upgrade metaembed-rag, or rebuild the index)"
             )
+        model = config.get("model")
+        if not isinstance(model, dict) or not isinstance(model.get("reference"), str):
+            raise IndexFormatError(f"{file}: 'model' must be an object with a 'reference' string")
+        if model.get("identity") is not None and not isinstance(model["identity"], dict):
+            raise IndexFormatError(f"{file}: the model identity must be an object")
+        if config.get("embedding_mode") not in EMBEDDING_MODES:
+            raise IndexFormatError(f"{file}: unknown embedding mode {config.get('embedding_mode')!r}")
+        dpi = config.get("dpi")
+        if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not dpi > 0:
+            raise IndexFormatError(f"{file}: 'dpi' must be a positive number")
+        generation = config.get("generation", 0)
+        if type(generation) is not int or generation < 0:
+            raise IndexFormatError(f"{file}: 'generation' must be a non-negative integer")
+        if not isinstance(config.get("files", {}), dict):
+            raise IndexFormatError(f"{file}: 'files' must be an object")
         return config
+
+    @staticmethod
+    def read_files(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, FileEntry]:
+        """The file manifest of a checked config; a malformed entry raises :class:`IndexFormatError`."""
+        files = {}
+        for source, entry in config.get("files", {}).items():
+            try:
+                files[source] = FileEntry.from_dict(entry)
+            except ValueError as exc:
+                raise IndexFormatError(
+                    f"{Path(path) / COLLECTION_FILE}: malformed entry for {source!r} ({exc})"
+                ) from exc
+        return files
 
     @classmethod
     def create(
@@ -277,11 +397,14 @@ class DocumentCollection:
         dtype: str | None = None,
     ) -> DocumentCollection:
         """A new, empty collection (written to disk on :meth:`save`)."""
+        from .atomic import check_writable
         from .index import MultiVectorIndex
 
         path = Path(path)
+        cls.recover(path)
         if cls.exists(path):
             raise InvalidInputError(f"an index already exists at {path}")
+        check_writable(real_target(path), COLLECTION_KIND)
         if model is None or isinstance(model, (str, os.PathLike)):
             model_ref = model_reference(model)
             model = load_model(model_ref, device=device, dtype=dtype)
@@ -297,8 +420,26 @@ class DocumentCollection:
             "model": {"reference": model_ref, "identity": model.identity},
             "embedding_mode": mode,
             "dpi": dpi,
+            "generation": 0,
         }
-        return cls(path, index, config, {}, model=model)
+        collection = cls(path, index, config, {}, model=model)
+        from .lexical import LexicalIndex
+
+        collection.lexical = LexicalIndex()
+        return collection
+
+    @classmethod
+    def _read_state(cls, path: Path, *, mmap: bool) -> tuple[dict[str, Any], MultiVectorIndex, dict[str, FileEntry]]:
+        from .index import MultiVectorIndex
+
+        config = cls.read_config(path)
+        folder = cls._folder(path) or path
+        if not (folder / INDEX_DIR).is_dir():
+            raise IndexFormatError(f"{folder} has no {INDEX_DIR}/ folder: the index is damaged (rebuild it)")
+        index = MultiVectorIndex.load(folder / INDEX_DIR, mmap=mmap)
+        files = cls.read_files(path, config)
+        _check_manifest(folder, config, index, files)
+        return config, index, files
 
     @classmethod
     def open(
@@ -310,26 +451,30 @@ class DocumentCollection:
         dtype: str | None = None,
         mmap: bool = False,
     ) -> DocumentCollection:
-        """Open a saved collection; its model (the recorded one, or ``model``, which must match) loads on first use."""
-        from .index import MultiVectorIndex
+        """Open a saved collection; its model (the recorded one, or ``model``, which must match) loads on first use.
 
+        Leftovers of an interrupted save are repaired first, unless another process is writing right now.
+        """
         path = Path(path)
-        config = cls.read_config(path)
-        index = MultiVectorIndex.load(path / INDEX_DIR, mmap=mmap)
-        try:
-            files = {source: FileEntry.from_dict(entry) for source, entry in config.get("files", {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IndexFormatError(f"{path / COLLECTION_FILE}: malformed file manifest ({exc})") from exc
+        cls.recover(path, wait=False)
+        config, index, files = cls._read_state(path, mmap=mmap)
         if model is None or isinstance(model, (str, os.PathLike)):
             reference = config["model"]["reference"] if model is None else model_reference(model)
-            return cls(
+            collection = cls(
                 path, index, config, files, model_loader=lambda: load_model(reference, device=device, dtype=dtype)
             )
-        return cls(path, index, config, files, model=model)
+        else:
+            collection = cls(path, index, config, files, model=model)
+        from .searcher import load_lexical
+
+        folder = cls._folder(path) or path
+        collection.lexical = load_lexical(folder / LEXICAL_DIR, [i for entry in files.values() for i in entry.ids])
+        return collection
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, **kwargs: Any) -> DocumentCollection:
         """Open the collection at ``path``, or create it when there is none (``kwargs`` as in :meth:`create`)."""
+        cls.recover(path)
         if cls.exists(path):
             options = {k: kwargs[k] for k in ("model", "device", "dtype") if kwargs.get(k) is not None}
             collection = cls.open(path, **options)
@@ -353,28 +498,119 @@ class DocumentCollection:
     def dpi(self) -> float:
         return float(self.config["dpi"])
 
+    @property
+    def generation(self) -> int:
+        """How many times the folder has been saved; a save that finds another number on disk merges."""
+        return int(self.config.get("generation", 0))
+
+    @property
+    def has_unsaved_changes(self) -> bool:
+        return bool(self._upserted or self._deleted) or self._files_changed()
+
     def __len__(self) -> int:
+        """Pages in the collection (a long page stored as several windows counts once)."""
+        return sum(len(entry.ids) for entry in self.files.values())
+
+    @property
+    def window_count(self) -> int:
+        """Stored multi-vector units: one per page, or one per window of a page longer than the model reads."""
         return len(self.index)
 
     # ------------------------------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[DocumentCollection]:
+        """Hold the folder's write lock (as the CLI does); on entry, catch up with saves made by others."""
+        with folder_lock(self.path):
+            self._catch_up()
+            yield self
+
     def save(self) -> Path:
-        """Write index and manifest together, atomically replacing the folder."""
-        self.config["files"] = {source: asdict(entry) for source, entry in sorted(self.files.items())}
-        with atomic_directory(self.path) as staging:
-            self.index.save(staging / INDEX_DIR)
-            write_json_atomic(staging / COLLECTION_FILE, self.config)
+        """Write index and manifest together, atomically replacing the folder (under its lock).
+
+        If another process saved since this collection was read, its state is loaded and this collection's own
+        changes (pages added or removed, file entries) are applied on top, so nothing either wrote is lost.
+        """
+        with folder_lock(self.path):
+            on_disk = self._disk_generation()
+            if on_disk is not None and on_disk != self.generation:
+                self._merge_into_disk_state()
+            self.config["generation"] = max(on_disk or 0, self.generation) + 1
+            self.config["files"] = {source: asdict(entry) for source, entry in sorted(self.files.items())}
+            lexical = self._lexical_side()
+            with atomic_directory(self.path, COLLECTION_KIND) as staging:
+                self.index.save(staging / INDEX_DIR)
+                if lexical is not None:
+                    lexical.save(staging / LEXICAL_DIR)
+                write_json_atomic(staging / COLLECTION_FILE, self.config)
+            self._mark_saved()
         return self.path
 
-    def model_input(self, record: PageRecord) -> Any:
-        """What gets embedded for a page in this collection's mode; ``None`` when the page has nothing."""
+    def _mark_saved(self) -> None:
+        self._upserted: set[str] = set()
+        self._deleted: set[str] = set()
+        self._saved_files = {source: asdict(entry) for source, entry in self.files.items()}
+
+    def _files_changed(self) -> bool:
+        return {source: asdict(entry) for source, entry in self.files.items()} != self._saved_files
+
+    def _disk_generation(self) -> int | None:
+        if self._folder(self.path) is None:
+            return None
+        return int(self.read_config(self.path).get("generation", 0))
+
+    def _catch_up(self) -> None:
+        on_disk = self._disk_generation()
+        if on_disk is None or on_disk == self.generation:
+            return
+        if self.has_unsaved_changes:
+            return  # save() merges them into the newer state
+        self.config, self.index, self.files = self._read_state(self.path, mmap=False)
+        self._mark_saved()
+        logger.info("%s was updated by another process; reloaded it (generation %d)", self.path, on_disk)
+
+    def _merge_into_disk_state(self) -> None:
+        config, index, files = self._read_state(self.path, mmap=False)
+        gone = [i for i in self._deleted if i in index]
+        if gone:
+            index.delete(gone)
+        mine = [i for i in self._upserted if i in self.index]
+        if mine:
+            import torch
+
+            docs = self.index.get(mine)
+            index.add(mine, torch.stack([d.embeddings for d in docs]), [d.metadata for d in docs])
+        current = {source: asdict(entry) for source, entry in self.files.items()}
+        for source, entry in self.files.items():
+            if self._saved_files.get(source) != current[source]:
+                files[source] = entry
+        for source in set(self._saved_files) - set(self.files):
+            files.pop(source, None)
+        logger.warning(
+            "%s was saved by another process meanwhile; merged this writer's %d added and %d removed pages into it",
+            self.path,
+            len(mine),
+            len(gone),
+        )
+        config["files"] = {}
+        config["generation"] = int(config.get("generation", 0))
+        self.config.update({k: v for k, v in config.items() if k not in ("files",)})
+        self.index, self.files = index, files
+
+    def model_input(self, record: PageRecord) -> ModelInput | None:
+        """What gets embedded for a page in this collection's mode; ``None`` when the page has nothing.
+
+        The kind of input is explicit: a page whose text looks like a file path is still embedded as text.
+        """
+        from .inputs import ModelInput
+
         text = record.text.strip()
         if self.embedding_mode == "text":
-            return text or None
+            return ModelInput(text=text) if text else None
         if record.image is None:
             return None
         if self.embedding_mode == "image+text" and text:
-            return (record.image, text)
-        return record.image
+            return ModelInput(text=text, image=record.image)
+        return ModelInput(image=record.image)
 
     def add_pages(self, records: Sequence[PageRecord], inputs: Sequence[Any], *, batch_size: int = 16) -> list[str]:
         """Encode ``inputs`` (one per record) and upsert them as the records' pages."""
@@ -389,7 +625,34 @@ class DocumentCollection:
             metadata["text"] = record.text
             metadatas.append(metadata)
         self.searcher.batch_size = batch_size
-        return self.searcher.add_documents(list(inputs), ids=ids, metadatas=metadatas, show_progress=False)
+        added = self.searcher.add_documents(list(inputs), ids=ids, metadatas=metadatas, show_progress=False)
+        units = [w for windows in self.searcher.page_ids(added).values() for w in windows]  # every window
+        self._upserted.update(units)
+        self._deleted.difference_update(units)
+        return added
+
+    def delete_pages(self, ids: Sequence[str]) -> int:
+        """Remove pages by id, each with all its windows (those not present are ignored; no model is loaded);
+        returns how many pages were removed."""
+        from .windows import stored_window_ids
+
+        present = [i for i in dict.fromkeys(ids) if i in self.index]
+        if present:
+            found = stored_window_ids(self.index, present)
+            units = list(dict.fromkeys(w for doc_id in present for w in found[doc_id]))
+            self.index.delete(units)
+            self._deleted.update(units)
+            self._upserted.difference_update(units)
+            lexical = self._lexical_side()
+            if lexical is not None:
+                lexical.delete(found[doc_id][0] for doc_id in present)
+        return len(present)
+
+    def _lexical_side(self) -> Any:
+        """The BM25 side that matches :attr:`index` (``None`` when it has to be rebuilt)."""
+        if self._searcher is not None and self._searcher.index is self.index:
+            return self._searcher.lexical_if_built
+        return self.lexical if self._lexical_index is self.index else None
 
     def delete_source(self, source: str | os.PathLike) -> int:
         """Remove every page of a file; returns the number of pages removed."""
@@ -398,11 +661,9 @@ class DocumentCollection:
         if entry is None:
             known = ", ".join(sorted(self.files)[:5]) or "none"
             raise DocumentNotFoundError(f"{source} is not in the index at {self.path} (indexed files: {known})")
-        present = [i for i in entry.ids if i in self.index]
-        if present:
-            self.index.delete(present)
+        removed = self.delete_pages(entry.ids)
         del self.files[key]
-        return len(present)
+        return removed
 
     # ------------------------------------------------------------------------------------------ reading
     def search(
@@ -414,16 +675,45 @@ class DocumentCollection:
         cascade: tuple[BudgetLike, int] | None = None,
         filter: Any = None,
         normalize: bool = True,
+        hybrid: Any = None,
     ) -> list[SearchHit]:
-        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade)."""
+        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade).
+
+        ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         budget = Budget.parse(budget)
-        return self.searcher.search(query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize)
+        return self.searcher.search(
+            query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid
+        )
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: model, mode, dpi, counts, sizes, and per-file page counts."""
-        return summarize(self.path, self.config, pages=len(self.index), files=self.files, index=self.index)
+        return summarize(self.path, self.config, pages=len(self), files=self.files, index=self.index)
+
+
+def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorIndex, files: dict[str, FileEntry]) -> None:
+    """Every page the manifest lists must be in the index, and the index must be of the manifest's model.
+
+    (Pages added through :meth:`DocumentCollection.add_pages` without a file entry are allowed.)
+    """
+    from .windows import stored_page_ids
+
+    listed = {i for entry in files.values() for i in entry.ids}
+    stored = set(stored_page_ids(index))  # window 0 of each page (the other windows hang off it)
+    missing = len(listed - stored)
+    if missing:
+        raise IndexFormatError(
+            f"{folder}: {missing} page(s) listed in {COLLECTION_FILE} are missing from {INDEX_DIR}/: the index is "
+            "damaged or was replaced (rebuild it)"
+        )
+    identity = config["model"].get("identity") or {}
+    recorded = index.model_identity or {}
+    if identity.get("embedding_dim") not in (None, index.dim) or (
+        identity.get("fingerprint") and recorded.get("fingerprint") not in (None, identity["fingerprint"])
+    ):
+        raise IndexFormatError(f"{folder}: {INDEX_DIR}/ was built with another model than {COLLECTION_FILE} records")
 
 
 def summarize(
@@ -452,7 +742,22 @@ def summarize(
         "per_file": {s: {"pages": len(e.ids), "page_count": e.page_count} for s, e in sorted(files.items())},
     }
     if index is not None:
-        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype})
+        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype, "windows": len(index)})
+    else:
+        with contextlib.suppress(IndexFormatError, OSError, ValueError, KeyError):
+            from .index.persistence import read_index_config
+
+            folder = DocumentCollection._folder(path) or path
+            index_config = read_index_config(folder / INDEX_DIR)
+            info.update(
+                {
+                    "stored_vectors": index_config.get("stored_vectors"),
+                    "storage_dtype": index_config.get("dtype"),
+                    "windows": index_config.get("count"),
+                }
+            )
+    if info.get("windows") is not None:
+        info["windows_per_page"] = round(info["windows"] / pages, 2) if pages else 0.0
     return info
 
 
@@ -463,27 +768,3 @@ def folder_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += (Path(folder) / name).stat().st_size
     return total
-
-
-@contextlib.contextmanager
-def collection_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock for writing a collection (a second writer fails fast with a clear error)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_file = path.parent / f".{path.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no cross-process lock
-        yield
-        return
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise InvalidInputError(
-                f"the index at {path} is being written by another process; wait for it to finish"
-            ) from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -44,6 +44,14 @@ class IndexFormatError(MetaEmbedError, ValueError):
     """A saved index is truncated, tampered with, or written by an unknown format version."""
 
 
+class UnsafePathError(MetaEmbedError, ValueError):
+    """A write would replace or delete something this package did not create (a user's folder or file)."""
+
+
+class IndexLockedError(MetaEmbedError, TimeoutError):
+    """Another process holds the write lock of an index, collection or checkpoint folder."""
+
+
 class DocumentNotFoundError(MetaEmbedError, KeyError):
     """One or more document ids are not in the index."""
 
@@ -61,6 +69,14 @@ class MissingDependencyError(MetaEmbedError, ImportError):
 
 class LoaderError(MetaEmbedError, OSError):
     """A document (PDF, image) could not be loaded."""
+
+
+class InputNotFoundError(LoaderError, FileNotFoundError):
+    """A file, folder or glob given as input does not exist (or matches nothing)."""
+
+
+class IndexNotFoundError(MetaEmbedError, FileNotFoundError):
+    """An index that was asked for by name or folder does not exist."""
 
 
 class StoreConnectionError(MetaEmbedError, ConnectionError):

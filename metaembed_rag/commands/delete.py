@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..collection import DocumentCollection, collection_lock, resolve_collection_path
+from ..atomic import folder_lock
+from ..collection import DocumentCollection, resolve_collection_path
 from ._common import add_index_option, display_path
 
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_collection_path(args.index)
-    with collection_lock(path):
+    with folder_lock(path):
         collection = DocumentCollection.open(path)
         removed = {source: collection.delete_source(source) for source in args.source}  # all or nothing
         collection.save()

@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..collection import EMBEDDING_MODES, DocumentCollection, collection_lock, resolve_collection_path
+from ..atomic import folder_lock
+from ..collection import EMBEDDING_MODES, DocumentCollection, check_collection_path, resolve_collection_path
 from ..pipeline import index_files
-from ._common import add_index_option, add_model_options, display_path, human_bytes, print_json
+from ._common import (
+    add_index_option,
+    add_model_options,
+    display_path,
+    human_bytes,
+    interrupts_as_keyboard_interrupt,
+    print_json,
+    printable,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how vectors are stored (new index; default float32)",
     )
     parser.add_argument("--reindex", action="store_true", help="re-index files even when unchanged")
+    parser.add_argument(
+        "--save-every", type=int, default=500, metavar="PAGES", help="save progress every PAGES pages (default 500)"
+    )
+    parser.add_argument(
+        "--save-interval", type=float, default=60.0, metavar="S", help="save progress every S seconds (default 60)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
@@ -44,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_collection_path(args.index)
-    with collection_lock(path):
+    check_collection_path(path, args.paths)
+    with folder_lock(path), interrupts_as_keyboard_interrupt():
         collection = DocumentCollection.open_or_create(
             path,
             model=args.model,
@@ -61,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             ocr=False if args.no_ocr else None,
             batch_size=args.batch_size,
             reindex=args.reindex,
+            save_every_pages=args.save_every,
+            save_interval_s=args.save_interval,
             show_progress=False if args.no_progress else None,
         )
     if args.json:
@@ -73,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             f"pages: {report.pages_indexed} indexed, {len(report.pages_skipped)} skipped, "
             f"{len(report.pages_failed)} failed, {report.pages_removed} removed\n"
             f"time: {report.seconds:.1f} s\n"
-            f"index: {display_path(str(path))} ({report.index_pages} pages, {human_bytes(report.index_bytes)}, "
+            f"index: {printable(display_path(str(path)))} ({report.index_pages} pages, "
+            f"{human_bytes(report.index_bytes)}, "
             f"embedding {collection.embedding_mode})\n"
         )
         for title, items in (
@@ -85,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 out.write(f"{title}:\n")
                 for item in items[:50]:
                     where = display_path(item.source) + (f" p.{item.page}" if item.page else "")
-                    out.write(f"  {where}: {item.reason}\n")
+                    out.write(f"  {printable(where)}: {printable(item.reason)}\n")
                 if len(items) > 50:
                     out.write(f"  … and {len(items) - 50} more\n")
     return 1 if report.files_failed and not (report.files_indexed or report.files_unchanged) else 0

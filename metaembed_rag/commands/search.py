@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 from ..budget import Budget
 from ..collection import DocumentCollection, resolve_collection_path, source_key
-from ..errors import InvalidInputError
+from ..errors import BudgetError, InvalidInputError
+from ..fusion import HybridOptions
 from ..inputs import load_image
-from ._common import add_index_option, add_model_options, display_path, print_json
+from ..windows import WINDOW_TEXT_KEY
+from ._common import add_index_option, add_model_options, display_path, print_json, printable
+
+logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 200
 
@@ -36,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score all pages at a coarse budget, rescore the best N at --budget, e.g. 1,1:200",
     )
     parser.add_argument("--source", action="append", default=None, help="only pages of this file (repeatable)")
+    parser.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="fuse the multi-vector ranking with BM25 on the page text (reciprocal-rank fusion)",
+    )
+    parser.add_argument("--rrf-k", type=int, default=60, help="RRF constant for --hybrid (default 60)")
+    parser.add_argument(
+        "--fusion", choices=("rrf", "weighted"), default="rrf", help="how --hybrid fuses the two rankings"
+    )
     parser.add_argument("--raw-scores", action="store_true", help="sum of MaxSim instead of the score / r_q")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.set_defaults(func=run)
@@ -84,26 +100,62 @@ def snippet(text: str, query: str | None, width: int = SNIPPET_CHARS) -> str:
     return ("…" if start > 0 else "") + piece + ("…" if end < len(flat) else "")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_arguments(args: argparse.Namespace) -> tuple[Budget, tuple[Budget, int] | None]:
+    """Everything about the options that can be wrong, checked before anything heavy is imported or loaded.
+
+    Example:
+        >>> ns = argparse.Namespace(query="q", image=None, budget="8,16", k=5, cascade="1,1:3")
+        >>> check_arguments(ns)
+        Traceback (most recent call last):
+        ...
+        metaembed_rag.errors.InvalidInputError: --cascade keeps 3 pages but --k asks for 5; use N >= 5
+    """
     if (args.query is None) == (args.image is None):
         raise InvalidInputError('give a text query or --image PATH (one of them), e.g. metaembed-rag search "..."')
-    query = args.query
-    if args.image is not None:
-        query = load_image(Path(args.image))
-    elif not query.strip():
+    if args.query is not None and not args.query.strip():
         raise InvalidInputError("the query is empty")
-    collection = DocumentCollection.open(
-        resolve_collection_path(args.index), model=args.model, device=args.device, dtype=args.dtype, mmap=True
-    )
+    if args.k < 1:
+        raise InvalidInputError(f"--k must be a positive integer, got {args.k}")
+    budget = Budget.parse(args.budget)
+    cascade = parse_cascade(args.cascade)
+    if cascade is not None:
+        coarse, count = cascade
+        if count < args.k:
+            raise InvalidInputError(f"--cascade keeps {count} pages but --k asks for {args.k}; use N >= {args.k}")
+        if coarse.r_q > budget.r_q or coarse.r_c > budget.r_c:
+            raise BudgetError(f"--cascade budget {coarse.r_q},{coarse.r_c} must not exceed --budget {args.budget}")
+    return budget, cascade
+
+
+def run(args: argparse.Namespace) -> int:
+    budget, cascade = check_arguments(args)
+    query = args.query if args.image is None else load_image(Path(args.image))
+    path = resolve_collection_path(args.index)
+    started = time.perf_counter()
+    importlib.import_module("metaembed_rag.modeling.model")  # torch + transformers: timed apart from the load
+    imported = time.perf_counter()
+    collection = DocumentCollection.open(path, model=args.model, device=args.device, dtype=args.dtype, mmap=True)
+    stored = collection.index.stored_vectors
+    for what, b in (("--budget", budget), ("--cascade", cascade[0] if cascade else None)):
+        if b is not None and b.r_c > stored:
+            raise BudgetError(f"{what} asks for r_c={b.r_c} but this index stores {stored} vectors per page")
+    opened = time.perf_counter()
+    _ = collection.model
+    loaded = time.perf_counter()
     flt = {"source": {"$in": [source_key(s) for s in args.source]}} if args.source else None
     hits = collection.search(
         query,
-        budget=Budget.parse(args.budget),
+        budget=budget,
         k=args.k,
-        cascade=parse_cascade(args.cascade),
+        cascade=cascade,
         filter=flt,
         normalize=not args.raw_scores,
+        hybrid=HybridOptions(method=args.fusion, k=args.rrf_k) if args.hybrid else None,
     )
+    logger.info(
+        "imports %.2f s, index open %.2f s, model load %.2f s, query (encode + score) %.3f s",
+        imported - started, opened - imported, loaded - opened, time.perf_counter() - loaded,
+    )  # fmt: skip
     rows = []
     for rank, hit in enumerate(hits, 1):
         meta = hit.metadata
@@ -115,13 +167,20 @@ def run(args: argparse.Namespace) -> int:
                 "page": meta.get("page"),
                 "page_count": meta.get("page_count"),
                 "title": meta.get("title"),
-                "snippet": snippet(meta.get("text", ""), args.query),
+                "snippet": snippet(meta.get(WINDOW_TEXT_KEY) or meta.get("text", ""), args.query),
                 "id": hit.id,
             }
         )
     if args.json:
         print_json(
-            {"query": args.query, "image": args.image, "budget": args.budget, "cascade": args.cascade, "hits": rows}
+            {
+                "query": args.query,
+                "image": args.image,
+                "budget": args.budget,
+                "cascade": args.cascade,
+                "hybrid": args.hybrid,
+                "hits": rows,
+            }
         )
         return 0
     if not rows:
@@ -129,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         sys.stdout.write(
-            f"{row['rank']}. {display_path(row['source'])}  page {row['page']}/{row['page_count']}  "
+            f"{row['rank']}. {printable(display_path(row['source']))}  page {row['page']}/{row['page_count']}  "
             f"score {row['score']:.4f}\n"
         )
         if row["snippet"]:
-            sys.stdout.write(f"   {row['snippet']}\n")
+            sys.stdout.write(f"   {printable(row['snippet'])}\n")
     return 0

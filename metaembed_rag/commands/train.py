@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 
 
 def register(subparsers) -> None:
-    from ..training.trainer import TrainingConfig
+    from ..training.config import TrainingConfig
 
     parser = subparsers.add_parser(
         "train",
@@ -47,7 +47,8 @@ def _parse_value(name: str, text: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import Trainer, TrainingConfig
+    from ..training.config import TrainingConfig
+    from ..training.trainer import Trainer
 
     data = {}
     if args.config:

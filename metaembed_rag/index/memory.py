@@ -24,11 +24,11 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +40,22 @@ from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import (
     BudgetError,
     DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     InvalidInputError,
 )
+from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
 from ..scoring import maxsim_vector_major, topk
-from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
+from .base import (
+    Cascade,
+    MetadataFilter,
+    MultiVectorStore,
+    SearchHit,
+    StoredDocument,
+    check_ids,
+    matches_filter,
+    validate_filter,
+    validate_metadata,
+)
 from .persistence import IndexData, identity_summary, load_index, save_index
 from .storage import StorageFormat
 
@@ -78,29 +88,10 @@ class _Snapshot:
         return self.values.shape[1]
 
 
-def _check_ids(ids: Sequence[str], what: str) -> list[str]:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-        raise InvalidInputError(f"{what} must be a list of strings, got {type(ids).__name__}")
-    ids = list(ids)
-    for doc_id in ids:
-        if not isinstance(doc_id, str) or not doc_id:
-            raise InvalidInputError(f"document ids must be non-empty strings, got {doc_id!r}")
-    return ids
-
-
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
         raise InvalidInputError(f"{name} contain NaN or infinite values (rows {bad[:10]})")
-
-
-def validate_metadata(metadata: Any, doc_id: str) -> dict[str, Any]:
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(f"metadata of {doc_id!r} must be a dict, got {type(metadata).__name__}")
-    try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata of {doc_id!r} is not JSON-serialisable: {exc}") from exc
 
 
 class MultiVectorIndex(MultiVectorStore):
@@ -139,6 +130,7 @@ class MultiVectorIndex(MultiVectorStore):
         self._device = torch.device(device)
         self.model_identity: dict[str, Any] | None = dict(model_identity) if model_identity else None
         self._lock = threading.RLock()
+        self._norm_cache: tuple[weakref.ref, int, float] | None = None  # (buffer, rows measured, max norm)
         self._rows: dict[str, int] = {}
         self._snapshot = self._empty_snapshot(0)
 
@@ -177,6 +169,15 @@ class MultiVectorIndex(MultiVectorStore):
         if snap.alive is None:
             return snap.ids[: snap.count]
         return [snap.ids[r] for r in snap.alive.nonzero().flatten().tolist()]
+
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Live document ids whose metadata passes ``filter``, in storage order."""
+        flt = validate_filter(filter)
+        snap = self._snapshot
+        rows = self._eligible_rows(snap, flt)
+        if rows is None:
+            return snap.ids[: snap.count]
+        return [snap.ids[r] for r in rows.tolist()]
 
     @property
     def nbytes(self) -> int:
@@ -240,11 +241,7 @@ class MultiVectorIndex(MultiVectorStore):
         ``embeddings`` is ``[n, >= stored_vectors, dim]``; extra vectors beyond ``stored_vectors`` are dropped.
         Everything is validated before anything is stored: on error the index is unchanged.
         """
-        ids = _check_ids(ids, "ids")
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dupes = sorted({i for i in ids if i in seen or seen.add(i)})
-            raise DuplicateIdError(f"duplicate ids in one add call: {dupes[:10]}")
+        ids = check_ids(ids, unique=True)
         embeddings = self._check_embeddings(embeddings, len(ids))
         if metadatas is None:
             metas = [{} for _ in ids]
@@ -326,7 +323,7 @@ class MultiVectorIndex(MultiVectorStore):
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id; if any id is unknown, raise and remove nothing."""
-        ids = list(dict.fromkeys(_check_ids(ids, "ids")))
+        ids = list(dict.fromkeys(check_ids(ids, unique=False)))
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
@@ -384,7 +381,7 @@ class MultiVectorIndex(MultiVectorStore):
     # ---------------------------------------------------------------------------------------------- reads
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """The stored documents (float32 CPU vectors ``[R_c, d]``, as stored: int8/bf16 are dequantised)."""
-        ids = _check_ids(ids, "ids")
+        ids = check_ids(ids, unique=False)
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
@@ -401,6 +398,13 @@ class MultiVectorIndex(MultiVectorStore):
             StoredDocument(doc_id, vectors[k], copy.deepcopy(snap.metadatas[row]))
             for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
         ]
+
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        with self._lock:
+            snap = self._snapshot
+            rows = {i: self._rows[i] for i in ids if i in self._rows}
+        return {i: copy.deepcopy(snap.metadatas[r]) for i, r in rows.items()}
 
     def _check_queries(self, queries: Any) -> torch.Tensor:
         if not isinstance(queries, torch.Tensor):
@@ -454,6 +458,43 @@ class MultiVectorIndex(MultiVectorStore):
             scores[:, mask.to(scores.device)] = -math.inf
         return scores, None
 
+    def _top_low_precision(
+        self, snap: _Snapshot, queries: torch.Tensor, budget: Budget, rows: torch.Tensor | None, k: int, normalize: bool
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Exact top-``k`` through a bfloat16 selection pass and a float32 re-score (see :mod:`exact_topk`).
+
+        ``None`` where that path does not apply (see :func:`~metaembed_rag.exact_topk.use_low_precision`);
+        the caller then scores in float32.
+        """
+        eligible = snap.count if rows is None else rows.numel()
+        if not use_low_precision(snap.values, eligible, k):
+            return None
+        values = snap.values[: budget.r_c, : snap.count]
+        scales = snap.scales[: budget.r_c, : snap.count] if snap.scales is not None else None
+        if rows is not None:
+            values = values.index_select(1, rows)
+            scales = scales.index_select(1, rows) if scales is not None else None
+        top, picked, _ = exact_topk(
+            queries, values, budget, k, scales=scales, normalize=normalize, max_norm=self._max_norm(snap)
+        )
+        return top, (picked if rows is None else rows[picked])
+
+    def _max_norm(self, snap: _Snapshot) -> float:
+        """The largest stored vector norm of ``snap`` (all ``R_c`` vectors), kept up to date incrementally.
+
+        Rows ``[0, count)`` of a buffer never change once published (appends write past ``count``; compaction,
+        growth and moves make a new buffer), so a buffer's bound only needs the rows added since it was measured.
+        """
+        cached = self._norm_cache
+        if cached is not None and cached[0]() is snap.values and cached[1] <= snap.count:
+            start, bound = cached[1], cached[2]
+        else:
+            start, bound = 0, 0.0
+        if start < snap.count:
+            bound = max(bound, max_vector_norm(snap.values, snap.scales, start, snap.count))
+        self._norm_cache = (weakref.ref(snap.values), snap.count, bound)
+        return bound
+
     def search(
         self,
         query_embeddings: torch.Tensor,
@@ -489,6 +530,9 @@ class MultiVectorIndex(MultiVectorStore):
         if eligible == 0:
             return [[] for _ in range(n_q)]
         if coarse is None:
+            fast = self._top_low_precision(snap, queries, b, rows, min(k, eligible), normalize)
+            if fast is not None:
+                return self._hits(snap, *fast)
             scores, columns = self._score(snap, queries, b, rows, normalize)
             values, picked = topk(scores, min(k, eligible))
             row_ids = picked.cpu() if columns is None else columns[picked.cpu()]
@@ -566,7 +610,7 @@ class MultiVectorIndex(MultiVectorStore):
         device: str | torch.device = "cpu",
         mmap: bool = False,
         model: MetaEmbedModel | Mapping[str, Any] | None = None,
-        verify: bool | None = None,
+        verify: bool = True,
     ) -> MultiVectorIndex:
         """Load a saved index.
 
@@ -576,7 +620,8 @@ class MultiVectorIndex(MultiVectorStore):
                 than RAM; adding to it copies it into memory).
             model: a model (or its ``identity``) the index must belong to; another dim or another model
                 raises :class:`~metaembed_rag.errors.IncompatibleModelError`.
-            verify: check the vectors file's SHA-256 (default: yes, unless ``mmap``).
+            verify: check the vectors file against its recorded SHA-256 (also with ``mmap``; stored vectors are
+                always checked to be finite).
         """
         data = load_index(path, mmap=mmap, verify=verify)
         if model is not None:

@@ -9,9 +9,10 @@ A saved index is a folder::
 
 The safetensors file is streamed one vector slab at a time (no full copy of the index in memory) and hashed
 as it is written. The whole folder is written through :func:`~metaembed_rag.atomic.atomic_directory`, so an
-exception or a crash mid-save leaves the previous index in place. Loading checks format, sizes, hashes and
-shapes, and refuses anything else with :class:`~metaembed_rag.errors.IndexFormatError`; with ``mmap=True``
-the vectors are mapped from disk (copy-on-write) instead of read, so an index larger than RAM is searchable.
+exception or a crash mid-save leaves the previous index in place, and a folder that is not an index is never
+replaced. Loading checks format, sizes, hashes, shapes and that every vector is finite (also with
+``mmap=True``, where the vectors are mapped from disk instead of read, so an index larger than RAM is
+searchable), and refuses anything else with :class:`~metaembed_rag.errors.IndexFormatError`.
 
 Example:
     >>> import tempfile, torch
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..atomic import atomic_directory, read_json, write_json_atomic
+from ..atomic import FolderKind, atomic_directory, parse_json, read_json, readable_folder, write_json_atomic
 from ..errors import IndexFormatError
 from .storage import StorageFormat
 
@@ -51,6 +52,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "index.json"
 DOCUMENTS_FILE = "documents.json"
 VECTORS_FILE = "vectors.safetensors"
+INDEX_KIND = FolderKind("index folder", CONFIG_FILE, FORMAT_NAME)
+"""How a saved index is recognised (and so may be replaced by a new save)."""
 
 _SAFETENSORS_DTYPES = {
     torch.float32: "F32",
@@ -120,51 +123,52 @@ def _sha256(path: Path) -> str:
 
 
 def save_index(data: IndexData, path: str | os.PathLike) -> Path:
-    """Write ``data`` to the folder ``path`` atomically (replacing any previous index there)."""
+    """Write ``data`` to the folder ``path`` atomically (replacing a previous index there, nothing else)."""
     path = Path(path)
-    count = len(data.ids)
-    with atomic_directory(path) as staging:
-        tensors = {"vectors": data.values}
-        if data.scales is not None:
-            tensors["scales"] = data.scales.to(torch.float32)
-        vectors_sha = _write_safetensors(
-            staging / VECTORS_FILE, tensors, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        )
-        documents = json.dumps({"ids": data.ids, "metadatas": data.metadatas}, ensure_ascii=False).encode()
-        with open(staging / DOCUMENTS_FILE, "wb") as handle:
-            handle.write(documents)
-            handle.flush()
-            os.fsync(handle.fileno())
-        config = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "library_version": __version__,
-            "dim": data.dim,
-            "stored_vectors": data.stored_vectors,
-            "dtype": data.storage.name,
-            "count": count,
-            "layout": "vector-major [stored_vectors, count, dim]",
-            "model": data.model_identity,
-            "files": {
-                VECTORS_FILE: {"bytes": (staging / VECTORS_FILE).stat().st_size, "sha256": vectors_sha},
-                DOCUMENTS_FILE: {"bytes": len(documents), "sha256": hashlib.sha256(documents).hexdigest()},
-            },
-        }
-        write_json_atomic(staging / CONFIG_FILE, config)
-    logger.info("saved index of %d documents to %s", count, path)
+    with atomic_directory(path, INDEX_KIND) as staging:
+        write_index(data, staging)
+    logger.info("saved index of %d documents to %s", len(data.ids), path)
     return path
 
 
+def write_index(data: IndexData, folder: Path) -> None:
+    """Write the three index files into the (new, empty) folder ``folder``; ``index.json`` comes last."""
+    count = len(data.ids)
+    tensors = {"vectors": data.values}
+    if data.scales is not None:
+        tensors["scales"] = data.scales.to(torch.float32)
+    vectors_sha = _write_safetensors(
+        folder / VECTORS_FILE, tensors, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
+    )
+    documents = json.dumps({"ids": data.ids, "metadatas": data.metadatas}, ensure_ascii=True).encode()
+    with open(folder / DOCUMENTS_FILE, "wb") as handle:
+        handle.write(documents)
+        handle.flush()
+        os.fsync(handle.fileno())
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "dim": data.dim,
+        "stored_vectors": data.stored_vectors,
+        "dtype": data.storage.name,
+        "count": count,
+        "layout": "vector-major [stored_vectors, count, dim]",
+        "model": data.model_identity,
+        "files": {
+            VECTORS_FILE: {"bytes": (folder / VECTORS_FILE).stat().st_size, "sha256": vectors_sha},
+            DOCUMENTS_FILE: {"bytes": len(documents), "sha256": hashlib.sha256(documents).hexdigest()},
+        },
+    }
+    write_json_atomic(folder / CONFIG_FILE, config)
+
+
 def _recover_folder(path: Path) -> Path:
-    """``path``, or the previous index left beside it by a crash between the two renames of a save."""
-    if path.exists():
-        return path
-    backups = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for backup in backups:
-        if (backup / CONFIG_FILE).is_file():
-            logger.warning("index folder %s is missing; using the previous version left at %s", path, backup)
-            return backup
-    raise IndexFormatError(f"no saved index at {path}")
+    """``path``, or the previous index a writer moved aside mid-swap (:func:`~metaembed_rag.atomic.readable_folder`)."""
+    found = readable_folder(path, INDEX_KIND)
+    if found is None:
+        raise IndexFormatError(f"no saved index at {path}")
+    return found
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -173,7 +177,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise IndexFormatError(f"{folder} is not a saved MultiVectorIndex (no {CONFIG_FILE})")
     try:
         config = read_json(config_path)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise IndexFormatError(f"{config_path} is not valid JSON (truncated or tampered): {exc}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{config_path} does not describe a {FORMAT_NAME} folder")
@@ -187,7 +191,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
             "Upgrade metaembed_rag to load it."
         )
     for key in ("dim", "stored_vectors", "count"):
-        if not isinstance(config.get(key), int) or config[key] < 0:
+        if type(config.get(key)) is not int or config[key] < 0:
             raise IndexFormatError(f"{config_path}: {key!r} must be a non-negative integer")
     files = config.get("files")
     if not isinstance(files, dict) or not all(isinstance(files.get(n), dict) for n in (VECTORS_FILE, DOCUMENTS_FILE)):
@@ -214,21 +218,31 @@ def _mapped_tensors(file: Path) -> dict[str, torch.Tensor]:
         if len(raw) != 8:
             raise IndexFormatError(f"{file} is truncated")
         (header_len,) = struct.unpack("<Q", raw)
+        if header_len > 100 * 1024 * 1024:
+            raise IndexFormatError(f"{file} has a corrupt header (claims {header_len} bytes)")
         try:
-            header = json.loads(handle.read(header_len))
+            header = parse_json(handle.read(header_len), f"the header of {file}")
         except ValueError as exc:
             raise IndexFormatError(f"{file} has a corrupt header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise IndexFormatError(f"{file} has a corrupt header (not a JSON object)")
+    size = file.stat().st_size
     base = 8 + header_len
     by_code = {code: dtype for dtype, code in _SAFETENSORS_DTYPES.items()}
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype = by_code.get(info.get("dtype"))
+        dtype = by_code.get(info.get("dtype")) if isinstance(info, dict) else None
         if dtype is None:
-            raise IndexFormatError(f"{file}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
-        start, stop = info["data_offsets"]
-        shape = tuple(info["shape"])
+            raise IndexFormatError(f"{file}: tensor {name!r} has an unsupported or missing dtype")
+        try:
+            start, stop = (int(v) for v in info["data_offsets"])
+            shape = tuple(int(v) for v in info["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexFormatError(f"{file}: tensor {name!r} has a malformed entry ({exc})") from exc
+        if min(shape, default=0) < 0 or not 0 <= start <= stop or base + stop > size:
+            raise IndexFormatError(f"{file}: tensor {name!r} lies outside the file")
         if stop - start != int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size():
             raise IndexFormatError(f"{file}: tensor {name!r} size does not match its shape")
         if stop == start:
@@ -239,11 +253,14 @@ def _mapped_tensors(file: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_index(path: str | os.PathLike, *, mmap: bool = False, verify: bool | None = None) -> IndexData:
-    """Read and check a saved index folder; ``verify`` (default: unless ``mmap``) checks the SHA-256 hashes."""
+def load_index(path: str | os.PathLike, *, mmap: bool = False, verify: bool = True) -> IndexData:
+    """Read and check a saved index folder.
+
+    ``verify`` checks the vectors file against its recorded SHA-256 (streamed, also with ``mmap``: a flipped
+    bit is caught even where it leaves the size unchanged); every vector is checked to be finite either way.
+    """
     folder = _recover_folder(Path(path))
     config = _read_config(folder)
-    verify = (not mmap) if verify is None else verify
     try:
         storage = StorageFormat.parse(config.get("dtype", ""))
     except ValueError as exc:
@@ -252,9 +269,9 @@ def load_index(path: str | os.PathLike, *, mmap: bool = False, verify: bool | No
     documents_file = _check_file(folder, DOCUMENTS_FILE, files[DOCUMENTS_FILE], verify=True)
     vectors_file = _check_file(folder, VECTORS_FILE, files[VECTORS_FILE], verify=verify)
     try:
-        documents = json.loads(documents_file.read_text(encoding="utf-8"))
+        documents = parse_json(documents_file.read_bytes(), str(documents_file))
         ids, metadatas = documents["ids"], documents["metadatas"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexFormatError(f"{documents_file} is not a valid documents file: {exc}") from exc
     count, dim, stored = config["count"], config["dim"], config["stored_vectors"]
     if not (isinstance(ids, list) and isinstance(metadatas, list) and len(ids) == len(metadatas) == count):
@@ -281,8 +298,13 @@ def load_index(path: str | os.PathLike, *, mmap: bool = False, verify: bool | No
             f"{vectors_file}: 'vectors' should be {storage.name} {(stored, count, dim)}, found {got}"
         )
     scales = tensors.get("scales")
-    if storage.quantised and (scales is None or tuple(scales.shape) != (stored, count)):
+    if storage.quantised and (
+        scales is None or tuple(scales.shape) != (stored, count) or scales.dtype != torch.float32
+    ):
         raise IndexFormatError(f"{vectors_file}: int8 index without valid 'scales' of shape {(stored, count)}")
+    _check_finite_slabs(vectors_file, values)
+    if storage.quantised:
+        _check_finite_slabs(vectors_file, scales)
     return IndexData(
         dim=dim,
         stored_vectors=stored,
@@ -293,6 +315,16 @@ def load_index(path: str | os.PathLike, *, mmap: bool = False, verify: bool | No
         scales=scales if storage.quantised else None,
         model_identity=config.get("model"),
     )
+
+
+def _check_finite_slabs(file: Path, values: torch.Tensor) -> None:
+    """Refuse NaN/Inf stored values, one slab at a time (bounded memory on the mmap path)."""
+    if not values.is_floating_point() or values.numel() == 0:
+        return
+    rows = max(1, (64 << 20) // max(1, values[0].numel() * values.element_size()))
+    for start in range(0, values.shape[0], rows):
+        if not bool(torch.isfinite(values[start : start + rows]).all()):
+            raise IndexFormatError(f"{file} holds NaN or infinite values: the file is damaged or was modified")
 
 
 def read_index_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -38,13 +37,23 @@ from ..budget import Budget, BudgetLike
 from ..errors import (
     BudgetError,
     DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     IndexFormatError,
     InvalidInputError,
     StoreConnectionError,
 )
-from .base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, matches_filter, validate_filter
+from ..filters import FILE_NAME_KEY, SOURCE_KEY, exact_source
+from .base import (
+    Cascade,
+    MetadataFilter,
+    MultiVectorStore,
+    SearchHit,
+    StoredDocument,
+    check_ids,
+    matches_filter,
+    validate_filter,
+    validate_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +231,11 @@ def _value_condition(key: str, value: Any) -> Condition | None:
 def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
     """Split a filter into Qdrant conditions and whether a residual must be checked here on the payloads.
 
-    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range) and
-    ``None`` (missing or null) become Qdrant conditions. A callable, list or dict values, and keys with
-    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated on the payloads instead.
+    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range),
+    ``None`` (missing or null) and ``$and`` of such become Qdrant conditions. The rest of the operator set of
+    :mod:`metaembed_rag.filters` (``$ne $nin $gt $gte $lt $lte $or $not``), a callable, list or dict values,
+    ``source`` values that are not absolute paths (matched by the path rules), ``file_name`` and keys with
+    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated exactly on the payloads instead.
     """
     if flt is None:
         return (), False
@@ -233,31 +244,44 @@ def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]
     conditions: list[Condition] = []
     residual = False
     for key, wanted in flt.items():
-        if not _is_qdrant_key(key):
+        if key == "$and":
+            for child in wanted:
+                child_conditions, child_residual = _translate_filter(child)
+                conditions.extend(child_conditions)
+                residual = residual or child_residual
+            continue
+        if key.startswith("$") or not _is_qdrant_key(key) or key == FILE_NAME_KEY:
             residual = True
             continue
-        if isinstance(wanted, Mapping):  # {"$in": [...]} (validated earlier)
-            values = list(wanted["$in"])
-            if not values:
-                conditions.append(Condition("any", key, ()))  # matches nothing
-                continue
-            if all(isinstance(v, str) for v in values) or all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
-            ):
-                conditions.append(Condition("any", key, tuple(values)))
-                continue
-            nested = [_value_condition(key, v) for v in values]
-            if any(c is None for c in nested):
+        ops = wanted if isinstance(wanted, Mapping) else {"$eq": wanted}
+        for op, operand in ops.items():
+            condition = _op_condition(key, op, operand)
+            if condition is None:
                 residual = True
-                continue
-            conditions.append(Condition("or", key, nested=tuple(nested)))  # type: ignore[arg-type]
-            continue
-        condition = _value_condition(key, wanted)
-        if condition is None:
-            residual = True
-        else:
-            conditions.append(condition)
+            else:
+                conditions.append(condition)
     return tuple(conditions), residual
+
+
+def _op_condition(key: str, op: str, operand: Any) -> Condition | None:
+    """The Qdrant condition for one ``key: {op: operand}``, or ``None`` when it is checked on the payloads."""
+    if op == "$eq":
+        if key == SOURCE_KEY and not exact_source(operand):
+            return None
+        return _value_condition(key, operand)
+    if op != "$in":
+        return None
+    values = list(operand)
+    if not values:
+        return Condition("any", key, ())  # matches nothing
+    if key == SOURCE_KEY and not all(exact_source(v) for v in values):
+        return None
+    if all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return Condition("any", key, tuple(values))
+    nested = [_value_condition(key, v) for v in values]
+    if any(c is None for c in nested):
+        return None
+    return Condition("or", key, nested=tuple(nested))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -484,24 +508,6 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     # -- validation ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_ids(ids: Sequence[str], *, unique: bool) -> list[str]:
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
-        out = list(ids)
-        for doc_id in out:
-            if not isinstance(doc_id, str):
-                raise InvalidInputError(
-                    f"document ids must be strings, got {type(doc_id).__name__} {doc_id!r}; convert with str()"
-                )
-            if not doc_id:
-                raise InvalidInputError("document ids must be non-empty strings")
-        if unique and len(set(out)) != len(out):
-            seen: set[str] = set()
-            dupes = sorted({i for i in out if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-            raise DuplicateIdError(f"duplicate document id(s) in one call: {dupes[:10]}")
-        return out
-
     def _check_embeddings(self, embeddings: torch.Tensor, n: int) -> np.ndarray:
         if not isinstance(embeddings, torch.Tensor):
             raise InvalidInputError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
@@ -541,11 +547,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
                 raise InvalidInputError(f"metadata #{i} uses the reserved key {ID_FIELD!r}")
             if any(not isinstance(k, str) for k in meta):
                 raise InvalidInputError(f"metadata #{i} keys must be strings")
-            try:
-                json.dumps(meta, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"metadata #{i} is not JSON-serialisable: {exc}") from exc
-            out.append(meta)
+            out.append(validate_metadata(meta, f"document #{i}"))
         return out
 
     def _resolve_budget(self, budget: BudgetLike, max_query: int, what: str = "budget") -> Budget:
@@ -570,7 +572,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
         Retrying a batch never duplicates documents: point ids are derived from the document ids.
         """
-        ids = self._check_ids(ids, unique=True)
+        ids = check_ids(ids, unique=True)
         array = self._check_embeddings(embeddings, len(ids))
         metas = self._check_metadatas(metadatas, len(ids))
         budgets = self.stored_budgets
@@ -586,7 +588,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; if any id is unknown nothing is removed and DocumentNotFoundError names them."""
-        ids = self._check_ids(ids, unique=False)
+        ids = check_ids(ids, unique=False)
         unique = list(dict.fromkeys(ids))
         found = self._fetch(unique, ())
         missing = [i for i in unique if i not in found]
@@ -610,9 +612,16 @@ class QdrantMultiVectorStore(MultiVectorStore):
                     found[doc_id] = record
         return found
 
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        ids = check_ids(ids, unique=False)
+        return {
+            doc_id: _metadata(record.payload) for doc_id, record in self._fetch(list(dict.fromkeys(ids)), ()).items()
+        }
+
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Fetch documents (all stored vectors and metadata) in the order asked for."""
-        ids = self._check_ids(ids, unique=False)
+        ids = check_ids(ids, unique=False)
         name = multivector_name(self.stored_vectors)
         found = self._fetch(list(dict.fromkeys(ids)), (name,))
         missing = [i for i in ids if i not in found]
@@ -713,6 +722,25 @@ class QdrantMultiVectorStore(MultiVectorStore):
             [SearchHit(r.payload[ID_FIELD], float(r.score), _metadata(r.payload)) for r in row if ID_FIELD in r.payload]
             for row in results
         ]
+
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Document ids whose metadata passes ``filter`` (scrolling the payloads Qdrant pre-selects)."""
+        flt = validate_filter(filter)
+        conditions, _ = _translate_filter(flt)
+        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
+            return []
+        found: list[str] = []
+        offset = None
+        while True:
+            records, offset = self._call(
+                lambda offset=offset: self._backend.scroll(conditions, offset, 1024), "scrolling payloads"
+            )
+            for record in records:
+                doc_id = record.payload.get(ID_FIELD)
+                if isinstance(doc_id, str) and matches_filter(_metadata(record.payload), flt):
+                    found.append(doc_id)
+            if offset is None or not records:
+                return found
 
     def _matching_points(self, conditions: tuple[Condition, ...], flt: MetadataFilter) -> list[str]:
         """Point ids whose metadata passes ``flt``, scrolling those that pass ``conditions`` in Qdrant."""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .._version import __version__
+from ..atomic import FolderKind
 from ..budget import MATRYOSHKA_GROUPS
 from ..errors import CheckpointError
 
@@ -22,6 +23,8 @@ ADAPTER_DIR = "adapter"
 PROCESSOR_DIR = "processor"
 FORMAT_VERSION = 1
 LAYOUT = "input;meta_query;meta_candidate"
+CHECKPOINT_KIND = FolderKind("checkpoint", CONFIG_NAME, LAYOUT, format_key="layout")
+"""How a MetaEmbed checkpoint folder is recognised (and so may be replaced by a new save)."""
 
 
 @dataclass

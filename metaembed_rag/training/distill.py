@@ -29,7 +29,8 @@ from ..budget import BudgetLike
 from ..errors import IncompatibleModelError, InvalidInputError
 from ..inputs import ModelInput
 from ..modeling.model import MetaEmbedModel
-from .loss import DEFAULT_TEMPERATURE, parse_groups, token_similarities
+from .config import DEFAULT_TEMPERATURE
+from .loss import parse_groups, token_similarities
 
 
 class BackboneTeacher:

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 
 from ..budget import MATRYOSHKA_GROUPS, Budget, BudgetLike
 from ..errors import BudgetError, InvalidInputError
-
-DEFAULT_TEMPERATURE = 0.03
+from .config import DEFAULT_TEMPERATURE
 
 
 @dataclass

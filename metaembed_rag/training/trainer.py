@@ -20,22 +20,22 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_directory, read_json, write_json_atomic
-from ..budget import MATRYOSHKA_GROUPS
+from ..atomic import FolderKind, atomic_directory, is_ours, read_json, write_json_atomic
 from ..devices import resolve_device
 from ..errors import CheckpointError, IncompatibleModelError, InvalidInputError
 from ..inputs import ModelInput
 from ..modeling.model import MetaEmbedModel, PreparedBatch
+from .config import TrainingConfig, saved_max_length
 from .data import TrainingPair, deduplicate_pairs, false_negative_mask, load_batch, read_pairs
 from .distill import BackboneTeacher, distill_loss
-from .loss import DEFAULT_TEMPERATURE, mmr_loss, parse_groups
+from .loss import mmr_loss, parse_groups
 from .meta_init import init_meta_from_text
 from .text_cache import forward_split, supports_text_cache
 
@@ -44,125 +44,9 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
 STATE_VERSION = 1
+STATE_FORMAT = "metaembed_rag.TrainerState"
+CHECKPOINT_KIND = FolderKind("training checkpoint", STATE_NAME, STATE_FORMAT)
 CHECKPOINT_PREFIX = "step-"
-
-
-@dataclass
-class TrainingConfig:
-    """Everything a training run needs; loadable from JSON (``TrainingConfig.from_dict``)."""
-
-    backbone: str
-    train_file: str
-    output_dir: str
-    eval_file: str | None = None
-    num_query_tokens: int = 16
-    num_candidate_tokens: int = 64
-    projection_dim: int | None = None
-    query_prompt: str = "Query: "
-    document_prompt: str = ""
-    groups: list[list[int]] = field(default_factory=lambda: [list(g) for g in MATRYOSHKA_GROUPS])
-    group_weights: list[float] | None = None
-    temperature: float = DEFAULT_TEMPERATURE
-    lora_r: int = 32
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | None = None
-    learning_rate: float = 1e-4
-    meta_learning_rate: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    max_steps: int | None = None
-    epochs: float = 1.0
-    max_minutes: float | None = None
-    max_query_length: int | None = None
-    max_document_length: int | None = None
-    max_length: int | None = None
-    bf16: bool | None = None
-    gradient_checkpointing: bool | None = None
-    eval_every: int = 0
-    save_every: int = 0
-    save_total_limit: int = 2
-    log_every: int = 10
-    seed: int = 0
-    on_bad_line: str = "stop"
-    device: str | None = None
-    num_threads: int | None = None
-    name: str | None = None
-    # levers (see benchmarks/results/starter_levers.md)
-    distill_align_weight: float = 0.0
-    distill_kl_weight: float = 0.0
-    teacher_temperature: float | None = None
-    text_cache: bool | None = None
-    meta_init: str = "random"
-    max_passage_chars: int = 100_000
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown training options {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> TrainingConfig:
-        try:
-            return cls.from_dict(read_json(Path(path)))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, InvalidInputError):
-                raise
-            raise InvalidInputError(f"cannot read training config {path}: {exc}") from exc
-
-    def validate(self) -> None:
-        positive = ("batch_size", "gradient_accumulation_steps", "num_query_tokens", "num_candidate_tokens", "lora_r")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise InvalidInputError("batch_size must be >= 2 for in-batch negatives")
-        if self.on_bad_line not in ("stop", "skip"):
-            raise InvalidInputError(f"on_bad_line must be 'stop' or 'skip', got {self.on_bad_line!r}")
-        if self.meta_init not in ("random", "pooled"):
-            raise InvalidInputError(f"meta_init must be 'random' or 'pooled', got {self.meta_init!r}")
-        if self.distill_align_weight < 0 or self.distill_kl_weight < 0:
-            raise InvalidInputError("distillation weights must be >= 0")
-        if self.max_length is not None and self.max_length <= self.num_query_tokens + self.num_candidate_tokens:
-            raise InvalidInputError(
-                f"max_length {self.max_length} leaves no room for text next to "
-                f"{self.num_query_tokens + self.num_candidate_tokens} meta tokens"
-            )
-        if self.max_passage_chars < 1:
-            raise InvalidInputError(f"max_passage_chars must be >= 1, got {self.max_passage_chars}")
-        for g in parse_groups(self.groups):
-            g.validate(max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)
-
-    def model_signature(self) -> dict[str, Any]:
-        """What must match between a run and a checkpoint it resumes from."""
-        return {
-            "backbone": self.backbone,
-            "num_query_tokens": self.num_query_tokens,
-            "num_candidate_tokens": self.num_candidate_tokens,
-            "projection_dim": self.projection_dim,
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "lora_target_modules": self.lora_target_modules,
-        }
-
-    def recipe_signature(self) -> dict[str, Any]:
-        """The loss recipe a resumed run must share with its checkpoint (else the run would silently change)."""
-        return {
-            "groups": [list(g) for g in self.groups],
-            "group_weights": self.group_weights,
-            "temperature": self.temperature,
-            "distill_align_weight": self.distill_align_weight,
-            "distill_kl_weight": self.distill_kl_weight,
-            "teacher_temperature": self.teacher_temperature,
-            "max_query_length": self.max_query_length,
-            "max_document_length": self.max_document_length,
-            "max_length": saved_max_length(self),
-        }
 
 
 @dataclass
@@ -174,17 +58,6 @@ class TrainingResult:
     seconds: float
     history: list[dict[str, Any]]
     output_dir: Path
-
-
-def saved_max_length(config: TrainingConfig) -> int:
-    """The ``max_length`` the trained checkpoint declares (text + meta tokens): ``config.max_length``, else
-    what the documents were trained at (``max_document_length`` + meta tokens), else 512. Readers that window
-    long pages size their windows from it, so it should match the training length."""
-    if config.max_length is not None:
-        return config.max_length
-    if config.max_document_length is not None:
-        return config.max_document_length + config.num_query_tokens + config.num_candidate_tokens
-    return 512
 
 
 def build_model(config: TrainingConfig) -> MetaEmbedModel:
@@ -463,7 +336,7 @@ class Trainer:
         """Write ``output_dir/checkpoints/step-N`` (model, optimizer moments, step) and prune old ones."""
         folder = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.step:07d}"
         self.model.invalidate_fingerprint()
-        with atomic_directory(folder) as staging:
+        with atomic_directory(folder, CHECKPOINT_KIND) as staging:
             self.model.save_pretrained(staging / "model")
             tensors, meta = _optimizer_state(self.optimizer)
             tensors.update(_rng_state())
@@ -471,6 +344,7 @@ class Trainer:
             write_json_atomic(
                 staging / STATE_NAME,
                 {
+                    "format": STATE_FORMAT,
                     "format_version": STATE_VERSION,
                     "step": self.step,
                     "model": self.config.model_signature(),
@@ -488,7 +362,8 @@ class Trainer:
         limit = self.config.save_total_limit
         if limit and limit > 0:
             for old in list_checkpoints(self.output_dir)[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
+                if is_ours(old, CHECKPOINT_KIND):
+                    shutil.rmtree(old, ignore_errors=True)  # a checkpoint this trainer wrote
 
     def resume(self, checkpoint: str | Path) -> None:
         """Restore weights, optimizer moments and step from a checkpoint folder (or ``"latest"``)."""

@@ -1,0 +1,86 @@
+"""Cold start of the ``metaembed-rag`` command: ``--version``, ``--help``, and a search's phases.
+
+Each command runs in a fresh process (median of 3). ``--before PATH`` also times a checkout of the package
+before this change (e.g. ``/work/main``) in the same run, for the ratio. The phases of a search (imports,
+model load) are timed in a fresh process the way ``metaembed-rag search -v`` reports them.
+
+    python benchmarks/cold_start.py [--before /path/to/old/checkout]   # writes benchmarks/results/cold_start.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PHASES = """
+import time, json
+t0 = time.perf_counter()
+import metaembed_rag.modeling.model as m
+t1 = time.perf_counter()
+from metaembed_rag import STARTER_MODEL
+model = m.MetaEmbedModel.from_pretrained(STARTER_MODEL)
+t2 = time.perf_counter()
+model.encode_query(["how do I search at a budget"])
+t3 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "model_load_s": t2 - t1, "first_query_encode_s": t3 - t2}))
+"""
+
+
+def run(checkout: Path, argv: list[str], reps: int = 3) -> float:
+    env = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *argv], env=env, capture_output=True, check=True, cwd=checkout)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--before", type=Path, help="a checkout of the package before the change")
+    args = parser.parse_args()
+    checkouts = {"now": ROOT} | ({"before": args.before} if args.before else {})
+    commands = {"--version": ["-m", "metaembed_rag.cli", "--version"], "--help": ["-m", "metaembed_rag.cli", "--help"],
+                "search --help": ["-m", "metaembed_rag.cli", "search", "--help"]}  # fmt: skip
+    rows = {name: {label: run(path, argv) for label, path in checkouts.items()} for name, argv in commands.items()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", PHASES], env=env, capture_output=True, text=True, check=True)
+    phases = json.loads(done.stdout.strip().splitlines()[-1])
+    data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg(),
+            "commands_s": rows, "search_phases_s": phases}  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cold_start.json").write_text(json.dumps(data, indent=2) + "\n")
+    labels = list(checkouts)
+    lines = [
+        "# Cold start of the command line",
+        "",
+        f"{data['date']}, load average {[round(x, 2) for x in data['load_average']]} (shared 2-core machine); "
+        "fresh process per run, median of 3 (seconds).",
+        "",
+        "| command | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for name, row in rows.items():
+        lines.append(f"| `metaembed-rag {name}` | " + " | ".join(f"{row[label]:.2f}" for label in labels) + " |")
+    lines += [
+        "",
+        "A search's phases in a fresh process (what `metaembed-rag search -v` logs): imports "
+        f"(torch, transformers, the model code) {phases['imports_s']:.2f} s, starter model load "
+        f"{phases['model_load_s']:.2f} s, first query encoding {phases['first_query_encode_s']:.2f} s. The "
+        "options are checked before any of it (a cascade smaller than `--k` is refused at once).",
+    ]
+    (RESULTS / "cold_start.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
