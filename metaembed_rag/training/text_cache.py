@@ -9,7 +9,7 @@ text rows carry gradient as usual. The output equals ``family.meta_hidden_states
 only the cost differs.
 
 Example:
-    >>> states = meta_states_split(model, batch)        # doctest: +SKIP   [B, M, H], like the normal forward
+    >>> states = meta_states_split(model, batch)  # [B, M, H], like the normal forward  # doctest: +SKIP
 """
 
 from __future__ import annotations
