@@ -353,8 +353,9 @@ def folder_lock(target: str | os.PathLike, *, timeout: float | None = None) -> I
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     handle = open(lock_file, "a+")  # noqa: SIM115 - closed in the finally below
     try:
-        deadline = time.monotonic() + _timeout(timeout)
-        waited = False
+        limit = _timeout(timeout)
+        deadline = time.monotonic() + limit
+        waited = limit <= 0  # a mere attempt (timeout 0) says nothing
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -366,7 +367,7 @@ def folder_lock(target: str | os.PathLike, *, timeout: float | None = None) -> I
                 if time.monotonic() >= deadline:
                     raise IndexLockedError(
                         f"{real_target(target)} is being written by another process; gave up after "
-                        f"{_timeout(timeout):.0f} s (set {LOCK_TIMEOUT_ENV} to wait longer)"
+                        f"{limit:g} s (set {LOCK_TIMEOUT_ENV} to wait longer)"
                     ) from None
                 time.sleep(0.05)
         entry = _HeldLock(handle)

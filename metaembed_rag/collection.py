@@ -113,7 +113,7 @@ def check_collection_path(path: str | os.PathLike, sources: Sequence[str | os.Pa
         >>> check_collection_path(".")
         Traceback (most recent call last):
         ...
-        metaembed_rag.errors.UnsafePathError: the index folder . is the working folder ...
+        metaembed_rag.errors.UnsafePathError: the index folder . is the working folder...
     """
     real = real_target(path)
     cwd = real_target(os.getcwd())
@@ -311,7 +311,7 @@ class DocumentCollection:
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:
-        return readable_folder(path, COLLECTION_KIND) is not None and DocumentCollection._folder(path) is not None
+        return DocumentCollection._folder(path) is not None
 
     @staticmethod
     def _folder(path: str | os.PathLike) -> Path | None:
@@ -694,25 +694,26 @@ class DocumentCollection:
 
 
 def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorIndex, files: dict[str, FileEntry]) -> None:
-    """The manifest and the index must describe the same pages and the same model."""
+    """Every page the manifest lists must be in the index, and the index must be of the manifest's model.
+
+    (Pages added through :meth:`DocumentCollection.add_pages` without a file entry are allowed.)
+    """
     from .windows import stored_page_ids
 
     listed = {i for entry in files.values() for i in entry.ids}
     stored = set(stored_page_ids(index))  # window 0 of each page (the other windows hang off it)
-    if listed != stored:
-        missing, extra = len(listed - stored), len(stored - listed)
+    missing = len(listed - stored)
+    if missing:
         raise IndexFormatError(
-            f"{folder}: the manifest and {INDEX_DIR}/ disagree ({missing} listed page(s) missing from the index, "
-            f"{extra} page(s) in the index not listed): the index is damaged or was replaced (rebuild it)"
+            f"{folder}: {missing} page(s) listed in {COLLECTION_FILE} are missing from {INDEX_DIR}/: the index is "
+            "damaged or was replaced (rebuild it)"
         )
     identity = config["model"].get("identity") or {}
     recorded = index.model_identity or {}
-    if (
-        identity.get("fingerprint")
-        and recorded.get("fingerprint")
-        and identity["fingerprint"] != recorded["fingerprint"]
+    if identity.get("embedding_dim") not in (None, index.dim) or (
+        identity.get("fingerprint") and recorded.get("fingerprint") not in (None, identity["fingerprint"])
     ):
-        raise IndexFormatError(f"{folder}: {INDEX_DIR}/ was built with another model than the manifest records")
+        raise IndexFormatError(f"{folder}: {INDEX_DIR}/ was built with another model than {COLLECTION_FILE} records")
 
 
 def summarize(

@@ -28,6 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .collection import DocumentCollection, FileEntry, check_collection_path, folder_size, page_id, source_key
+from .errors import InvalidInputError
 from .loaders import LoadFailure, discover_files, ocr_available, open_document, sha256_of
 from .loaders.ocr import INSTALL_HINT
 
@@ -123,6 +124,10 @@ def index_files(
 
     The run holds the collection's write lock (the one the CLI takes), so concurrent runs never lose pages.
     """
+    if isinstance(save_every_pages, bool) or not isinstance(save_every_pages, int) or save_every_pages < 1:
+        raise InvalidInputError(f"save_every_pages must be a positive integer, got {save_every_pages!r}")
+    if not save_interval_s > 0:
+        raise InvalidInputError(f"save_interval_s must be positive, got {save_interval_s!r}")
     start = time.perf_counter()
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     check_collection_path(collection.path, sources)
@@ -206,12 +211,13 @@ def _index_one(
         report.files_failed.append(LoadFailure(key, _reason(exc, path)))
         return
     if old is not None and old.complete and old.sha256 != digest and getattr(document, "repaired", False):
+        readable = document.page_count
         document.close()
         report.files_failed.append(
             LoadFailure(
                 key,
-                f"the file is damaged (MuPDF had to repair it; {document.page_count} of {old.page_count} pages "
-                f"readable); kept the {len(old_ids)} page(s) indexed from its earlier version",
+                f"the file is damaged (MuPDF had to repair it; {readable} of {old.page_count} pages readable); "
+                f"kept the {len(old_ids)} page(s) indexed from its earlier version",
             )
         )
         return

@@ -175,7 +175,7 @@ def test_clear_errors(workdir, checkpoint, capsys, tmp_path_factory, monkeypatch
     config = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**config, "version": 99}))
     assert main(["info"]) == 2
-    assert "format version 99" in capsys.readouterr().err
+    assert "format version 99" in "".join(capsys.readouterr())
     manifest.write_text("{not json")
     assert main(["search", "rain"]) == 2
     assert "cannot read" in capsys.readouterr().err

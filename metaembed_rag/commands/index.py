@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how vectors are stored (new index; default float32)",
     )
     parser.add_argument("--reindex", action="store_true", help="re-index files even when unchanged")
+    parser.add_argument(
+        "--save-every", type=int, default=500, metavar="PAGES", help="save progress every PAGES pages (default 500)"
+    )
+    parser.add_argument(
+        "--save-interval", type=float, default=60.0, metavar="S", help="save progress every S seconds (default 60)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             ocr=False if args.no_ocr else None,
             batch_size=args.batch_size,
             reindex=args.reindex,
+            save_every_pages=args.save_every,
+            save_interval_s=args.save_interval,
             show_progress=False if args.no_progress else None,
         )
     if args.json:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..collection import DocumentCollection, FileEntry, resolve_collection_path, summarize
-from ._common import add_index_option, display_path, human_bytes, print_json
+from ..collection import DocumentCollection, resolve_collection_path
+from ..errors import IndexFormatError
+from ._common import add_index_option, display_path, human_bytes, print_json, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,10 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_collection_path(args.index)
-    config = DocumentCollection.read_config(path)  # no model load: info stays fast
-    files = {source: FileEntry.from_dict(entry) for source, entry in config.get("files", {}).items()}
-    pages = sum(len(entry.ids) for entry in files.values())
-    info = summarize(path, config, pages=pages, files=files)
+    try:
+        collection = DocumentCollection.open(path, mmap=True)  # no model load: info stays fast
+    except IndexFormatError as exc:
+        if not DocumentCollection.exists(path):
+            raise
+        if args.json:
+            print_json({"path": str(path), "damaged": True, "error": str(exc)})
+        else:
+            sys.stdout.write(
+                f"index:      {printable(display_path(str(path)))}\nstatus:     DAMAGED: {printable(str(exc))}\n"
+            )
+        return 2
+    info = {**collection.info(), "damaged": False}
     if args.json:
         print_json(info)
         return 0
@@ -30,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     how = "page text; OCR for scans" if info["embedding_mode"] == "text" else f"pages rendered at {info['dpi']:g} dpi"
     incomplete = f" ({len(info['incomplete_files'])} incomplete)" if info["incomplete_files"] else ""
     out.write(
-        f"index:      {display_path(info['path'])}\n"
+        f"index:      {printable(display_path(info['path']))}\n"
         f"model:      {info['model']} ({info['model_name']}, dim {info['embedding_dim']}, "
         f"fingerprint {info['model_fingerprint']})\n"
         f"embedding:  {info['embedding_mode']} ({how})\n"
@@ -41,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.files:
         for source, entry in info["per_file"].items():
-            out.write(f"  {display_path(source)}: {entry['pages']}/{entry['page_count']} pages\n")
+            out.write(f"  {printable(display_path(source))}: {entry['pages']}/{entry['page_count']} pages\n")
     return 0
 
 

@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 from ..fusion import HybridOptions
 from ..inputs import load_image
 from ..windows import WINDOW_TEXT_KEY
-from ._common import add_index_option, add_model_options, display_path, print_json
+from ._common import add_index_option, add_model_options, display_path, print_json, printable
 
 SNIPPET_CHARS = 200
 
@@ -148,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         sys.stdout.write(
-            f"{row['rank']}. {display_path(row['source'])}  page {row['page']}/{row['page_count']}  "
+            f"{row['rank']}. {printable(display_path(row['source']))}  page {row['page']}/{row['page_count']}  "
             f"score {row['score']:.4f}\n"
         )
         if row["snippet"]:
-            sys.stdout.write(f"   {row['snippet']}\n")
+            sys.stdout.write(f"   {printable(row['snippet'])}\n")
     return 0

@@ -167,6 +167,15 @@ class MultiVectorIndex(MultiVectorStore):
             return snap.ids[: snap.count]
         return [snap.ids[r] for r in snap.alive.nonzero().flatten().tolist()]
 
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Live document ids whose metadata passes ``filter``, in storage order."""
+        flt = validate_filter(filter)
+        snap = self._snapshot
+        rows = self._eligible_rows(snap, flt)
+        if rows is None:
+            return snap.ids[: snap.count]
+        return [snap.ids[r] for r in rows.tolist()]
+
     @property
     def nbytes(self) -> int:
         """Bytes of stored vectors (and scales) of the live documents."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import read_json, write_json_atomic
-from ..errors import IndexFormatError, InvalidInputError, StoreConnectionError, require
+from ..errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
 from .qdrant import (
     DENSE_VECTOR,
     SCHEMA_KEY,
@@ -98,6 +98,14 @@ class EdgeBackend:
             raise _edge_error(exc, self.root) from exc
 
     def create(self, schema: CollectionSchema) -> None:
+        if self.root.is_dir() and any(self.root.iterdir()):
+            entries = sorted(p.name for p in self.root.iterdir())[:3]
+            raise UnsafePathError(
+                f"{self.root} exists and is not a Qdrant Edge collection of metaembed-rag (it holds {entries}); "
+                "refusing to write into it: choose another path or collection_name"
+            )
+        if self.root.exists() and not self.root.is_dir():
+            raise UnsafePathError(f"{self.root} is a file; refusing to replace it with a Qdrant Edge collection")
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self.shard = self._qe.EdgeShard.create(str(self.root / SHARD_DIR), self._config(schema))

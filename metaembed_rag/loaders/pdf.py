@@ -85,6 +85,14 @@ def render_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) 
     return zoom
 
 
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class PdfDocument:
     """An open PDF. Open it with :meth:`open` (raises :class:`LoaderError` for anything unreadable).
 
@@ -139,6 +147,15 @@ class PdfDocument:
             except OSError as exc:
                 raise LoaderError(f"{label}: cannot read file: {exc.strerror or exc}") from exc
             opener = {"filename": str(path), "filetype": "pdf"}
+        handle_fd = None
+        if "filename" in opener and not _utf8_encodable(opener["filename"]):
+            # MuPDF takes UTF-8 file names only; reach a file whose name is not UTF-8 through its descriptor.
+            label = os.fsencode(label).decode("utf-8", "backslashreplace")
+            handle_fd = os.open(path, os.O_RDONLY)
+            if os.path.exists(f"/proc/self/fd/{handle_fd}"):
+                opener = {"filename": f"/proc/self/fd/{handle_fd}", "filetype": "pdf"}
+            else:  # pragma: no cover - no /proc: read the file into memory
+                opener = {"stream": path.read_bytes(), "filetype": "pdf"}
         try:
             doc = pymupdf.open(**opener)
         except Exception as exc:  # pymupdf raises FileDataError, RuntimeError, ValueError …
@@ -146,6 +163,9 @@ class PdfDocument:
             if "filename" in opener:  # MuPDF repeats the full path; the label already names the file
                 detail = detail.replace(opener["filename"], Path(label).name)
             raise LoaderError(f"{label}: malformed PDF: {detail}") from exc
+        finally:
+            if handle_fd is not None:
+                os.close(handle_fd)  # MuPDF holds its own descriptor from here on
         try:
             if doc.needs_pass:
                 if password is None:

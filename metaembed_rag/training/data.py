@@ -5,7 +5,10 @@ image paths are relative to the JSONL file and are loaded lazily, when their bat
 optional. Malformed lines are reported with their line number and either stop reading (default) or are skipped.
 
 Example:
-    >>> pairs = read_pairs("train.jsonl", on_error="skip")         # doctest: +SKIP
+    >>> import json, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.jsonl"
+    >>> _ = path.write_text(json.dumps({"query": "how do I list a directory?", "positive": "os.listdir()"}))
+    >>> pairs = read_pairs(path, on_error="skip")
     >>> pairs[0].query
     Side(text='how do I list a directory?', image=None)
 """
