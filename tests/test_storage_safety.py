@@ -404,7 +404,7 @@ def test_a_changed_lora_is_another_model_on_search_and_on_index(built, tiny_text
     model = MetaEmbedModel.from_pretrained(tiny_text_checkpoint)
     model.add_lora(r=2, target_modules=["query"])
     with_lora = model.save_pretrained(tmp_path / "with-lora")
-    changed = MetaEmbedModel.from_pretrained(with_lora)
+    changed = MetaEmbedModel.from_pretrained(with_lora, merge_adapter=False)  # to edit and save its LoRA
     first = changed.fingerprint
     for name, param in changed.backbone.named_parameters():
         if "lora_B" in name:
