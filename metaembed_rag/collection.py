@@ -5,8 +5,12 @@ The folder (default ``./.metaembed/default``) is what ``metaembed-rag index`` bu
     collection.json   format name and version, the model (reference and identity), the embedding mode
                       (text / image / image+text), the rendering dpi, and one entry per indexed file:
                       its SHA-256, its page ids, skipped pages and whether it was indexed completely
-    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one document per page; its metadata
-                      holds source, page, page_count, sha256, title, author, text …)
+    index/            the :class:`~metaembed_rag.index.MultiVectorIndex` (one unit per page, or one per window of
+                      a page longer than the model reads; its metadata holds source, page, page_count, sha256,
+                      title, author, text …)
+    lexical/          the BM25 side for hybrid search (:class:`~metaembed_rag.lexical.LexicalIndex`); derived data:
+                      when it is missing (an index built before hybrid search) or out of date, it is rebuilt from
+                      the stored page text at the first hybrid search
 
 The whole folder is replaced atomically on :meth:`DocumentCollection.save`, so the manifest and the index
 always agree, and a crash leaves the previous state. Every writer (the CLI, :func:`~metaembed_rag.pipeline.index_files`,
@@ -68,6 +72,7 @@ FORMAT_NAME = "metaembed_rag.DocumentCollection"
 FORMAT_VERSION = 1
 COLLECTION_FILE = "collection.json"
 INDEX_DIR = "index"
+LEXICAL_DIR = "lexical"
 DEFAULT_COLLECTION = Path(".metaembed") / "default"
 COLLECTION_ENV = "METAEMBED_RAG_INDEX"
 STARTER = "starter"
@@ -274,6 +279,9 @@ class DocumentCollection:
         self._model = None
         self._searcher = None
         self._model_loader = model_loader
+        self.lexical: Any = None
+        """The BM25 side as loaded or created for :attr:`index` (the searcher keeps it up to date once built)."""
+        self._lexical_index: Any = index
         self._mark_saved()
         if model is not None:
             self._model_loader = lambda: model
@@ -296,7 +304,8 @@ class DocumentCollection:
         if self._searcher is None or self._searcher.index is not self.index:
             from .searcher import MetaEmbedSearcher
 
-            self._searcher = MetaEmbedSearcher(self.model, self.index)
+            lexical = self.lexical if self._lexical_index is self.index else None  # a merged index: rebuilt
+            self._searcher = MetaEmbedSearcher(self.model, self.index, lexical=lexical)
         return self._searcher
 
     # ------------------------------------------------------------------------------------------ opening
@@ -413,7 +422,11 @@ class DocumentCollection:
             "dpi": dpi,
             "generation": 0,
         }
-        return cls(path, index, config, {}, model=model)
+        collection = cls(path, index, config, {}, model=model)
+        from .lexical import LexicalIndex
+
+        collection.lexical = LexicalIndex()
+        return collection
 
     @classmethod
     def _read_state(cls, path: Path, *, mmap: bool) -> tuple[dict[str, Any], MultiVectorIndex, dict[str, FileEntry]]:
@@ -447,10 +460,16 @@ class DocumentCollection:
         config, index, files = cls._read_state(path, mmap=mmap)
         if model is None or isinstance(model, (str, os.PathLike)):
             reference = config["model"]["reference"] if model is None else model_reference(model)
-            return cls(
+            collection = cls(
                 path, index, config, files, model_loader=lambda: load_model(reference, device=device, dtype=dtype)
             )
-        return cls(path, index, config, files, model=model)
+        else:
+            collection = cls(path, index, config, files, model=model)
+        from .searcher import load_lexical
+
+        folder = cls._folder(path) or path
+        collection.lexical = load_lexical(folder / LEXICAL_DIR, [i for entry in files.values() for i in entry.ids])
+        return collection
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, **kwargs: Any) -> DocumentCollection:
@@ -489,6 +508,12 @@ class DocumentCollection:
         return bool(self._upserted or self._deleted) or self._files_changed()
 
     def __len__(self) -> int:
+        """Pages in the collection (a long page stored as several windows counts once)."""
+        return sum(len(entry.ids) for entry in self.files.values())
+
+    @property
+    def window_count(self) -> int:
+        """Stored multi-vector units: one per page, or one per window of a page longer than the model reads."""
         return len(self.index)
 
     # ------------------------------------------------------------------------------------------ writing
@@ -511,8 +536,11 @@ class DocumentCollection:
                 self._merge_into_disk_state()
             self.config["generation"] = max(on_disk or 0, self.generation) + 1
             self.config["files"] = {source: asdict(entry) for source, entry in sorted(self.files.items())}
+            lexical = self._lexical_side()
             with atomic_directory(self.path, COLLECTION_KIND) as staging:
                 self.index.save(staging / INDEX_DIR)
+                if lexical is not None:
+                    lexical.save(staging / LEXICAL_DIR)
                 write_json_atomic(staging / COLLECTION_FILE, self.config)
             self._mark_saved()
         return self.path
@@ -598,18 +626,33 @@ class DocumentCollection:
             metadatas.append(metadata)
         self.searcher.batch_size = batch_size
         added = self.searcher.add_documents(list(inputs), ids=ids, metadatas=metadatas, show_progress=False)
-        self._upserted.update(added)
-        self._deleted.difference_update(added)
+        units = [w for windows in self.searcher.page_ids(added).values() for w in windows]  # every window
+        self._upserted.update(units)
+        self._deleted.difference_update(units)
         return added
 
     def delete_pages(self, ids: Sequence[str]) -> int:
-        """Remove pages by id (those not present are ignored); returns how many were removed."""
+        """Remove pages by id, each with all its windows (those not present are ignored; no model is loaded);
+        returns how many pages were removed."""
+        from .windows import stored_window_ids
+
         present = [i for i in dict.fromkeys(ids) if i in self.index]
         if present:
-            self.index.delete(present)
-            self._deleted.update(present)
-            self._upserted.difference_update(present)
+            found = stored_window_ids(self.index, present)
+            units = list(dict.fromkeys(w for doc_id in present for w in found[doc_id]))
+            self.index.delete(units)
+            self._deleted.update(units)
+            self._upserted.difference_update(units)
+            lexical = self._lexical_side()
+            if lexical is not None:
+                lexical.delete(found[doc_id][0] for doc_id in present)
         return len(present)
+
+    def _lexical_side(self) -> Any:
+        """The BM25 side that matches :attr:`index` (``None`` when it has to be rebuilt)."""
+        if self._searcher is not None and self._searcher.index is self.index:
+            return self._searcher.lexical_if_built
+        return self.lexical if self._lexical_index is self.index else None
 
     def delete_source(self, source: str | os.PathLike) -> int:
         """Remove every page of a file; returns the number of pages removed."""
@@ -632,16 +675,22 @@ class DocumentCollection:
         cascade: tuple[BudgetLike, int] | None = None,
         filter: Any = None,
         normalize: bool = True,
+        hybrid: Any = None,
     ) -> list[SearchHit]:
-        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade)."""
+        """The ``k`` best pages for a text or image query at ``budget`` (optionally a cascade).
+
+        ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         budget = Budget.parse(budget)
-        return self.searcher.search(query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize)
+        return self.searcher.search(
+            query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid
+        )
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: model, mode, dpi, counts, sizes, and per-file page counts."""
-        return summarize(self.path, self.config, pages=len(self.index), files=self.files, index=self.index)
+        return summarize(self.path, self.config, pages=len(self), files=self.files, index=self.index)
 
 
 def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorIndex, files: dict[str, FileEntry]) -> None:
@@ -649,8 +698,11 @@ def _check_manifest(folder: Path, config: dict[str, Any], index: MultiVectorInde
 
     (Pages added through :meth:`DocumentCollection.add_pages` without a file entry are allowed.)
     """
+    from .windows import stored_page_ids
+
     listed = {i for entry in files.values() for i in entry.ids}
-    missing = len([i for i in listed if i not in index])
+    stored = set(stored_page_ids(index))  # window 0 of each page (the other windows hang off it)
+    missing = len(listed - stored)
     if missing:
         raise IndexFormatError(
             f"{folder}: {missing} page(s) listed in {COLLECTION_FILE} are missing from {INDEX_DIR}/: the index is "
@@ -690,7 +742,22 @@ def summarize(
         "per_file": {s: {"pages": len(e.ids), "page_count": e.page_count} for s, e in sorted(files.items())},
     }
     if index is not None:
-        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype})
+        info.update({"stored_vectors": index.stored_vectors, "storage_dtype": index.dtype, "windows": len(index)})
+    else:
+        with contextlib.suppress(IndexFormatError, OSError, ValueError, KeyError):
+            from .index.persistence import read_index_config
+
+            folder = DocumentCollection._folder(path) or path
+            index_config = read_index_config(folder / INDEX_DIR)
+            info.update(
+                {
+                    "stored_vectors": index_config.get("stored_vectors"),
+                    "storage_dtype": index_config.get("dtype"),
+                    "windows": index_config.get("count"),
+                }
+            )
+    if info.get("windows") is not None:
+        info["windows_per_page"] = round(info["windows"] / pages, 2) if pages else 0.0
     return info
 
 

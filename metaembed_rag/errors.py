@@ -71,6 +71,14 @@ class LoaderError(MetaEmbedError, OSError):
     """A document (PDF, image) could not be loaded."""
 
 
+class InputNotFoundError(LoaderError, FileNotFoundError):
+    """A file, folder or glob given as input does not exist (or matches nothing)."""
+
+
+class IndexNotFoundError(MetaEmbedError, FileNotFoundError):
+    """An index that was asked for by name or folder does not exist."""
+
+
 class StoreConnectionError(MetaEmbedError, ConnectionError):
     """An external vector store (e.g. a Qdrant server) could not be reached."""
 

@@ -27,10 +27,10 @@ import torch
 
 from .budget import Budget, BudgetLike
 from .collection import page_id, source_key
-from .errors import InvalidInputError, UnsupportedInputError
+from .errors import IndexNotFoundError, InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
-from .results import IMAGE_PATH_KEY, TEXT_KEY, RetrievedPage, hits_to_pages
+from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hits_to_pages
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,9 @@ class LazySearcher:
     ``model``: a ``MetaEmbedModel``, a checkpoint path/hub id (loaded once per process), or ``None`` (the
     starter model, or the model an existing index was built with). ``index``: a ``MultiVectorStore``, a
     ``MetaEmbedSearcher``, a folder (an index built by ``metaembed-rag index``, or a saved
-    ``MultiVectorIndex``), or ``None``: the CLI's default index (``$METAEMBED_RAG_INDEX`` or
-    ``./.metaembed/default``) when it exists, else a new in-memory index.
+    ``MultiVectorIndex``), or ``None``: a new, empty in-memory index — never the CLI's index, whatever
+    ``./.metaembed/`` holds. To search what ``metaembed-rag index`` built, ask for it:
+    :meth:`for_collection` (or pass its folder as ``index``).
     """
 
     def __init__(self, model: Any = None, index: Any = None) -> None:
@@ -90,6 +91,8 @@ class LazySearcher:
         self._index_spec = index
         self._searcher = None
         self._lock = threading.RLock()
+        self.image_cache = PageImageCache()
+        """Page images rendered for this engine's results, once per page (shared by its adapters)."""
         from .searcher import MetaEmbedSearcher
 
         if isinstance(index, MetaEmbedSearcher):
@@ -103,6 +106,24 @@ class LazySearcher:
             raise UnsupportedInputError(
                 f"model must be a MetaEmbedModel, a checkpoint path or None, got {type(model).__name__}"
             )
+
+    @classmethod
+    def for_collection(cls, name_or_path: str | os.PathLike | None = None, *, model: Any = None) -> LazySearcher:
+        """The engine over an index built by ``metaembed-rag index``: ``None`` is the CLI's default
+        (``$METAEMBED_RAG_INDEX`` or ``./.metaembed/default``), a bare name ``./.metaembed/NAME``, else a folder.
+
+        The model defaults to the one the index was built with. A missing index raises
+        :class:`~metaembed_rag.errors.IndexNotFoundError` (nothing is created).
+        """
+        from .collection import DocumentCollection, resolve_collection_path
+
+        path = resolve_collection_path(name_or_path)
+        if not DocumentCollection.exists(path):
+            raise IndexNotFoundError(
+                f"no index built by `metaembed-rag index` at {path} (resolved from {name_or_path!r}); "
+                "build one with `metaembed-rag index FILES`, or pass the folder of an existing one"
+            )
+        return cls(model=model, index=path)
 
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "not loaded"
@@ -138,12 +159,14 @@ class LazySearcher:
         return spec
 
     def _build(self):
-        from .collection import STARTER, DocumentCollection, resolve_collection_path
+        from .collection import STARTER, DocumentCollection
         from .searcher import MetaEmbedSearcher
 
         spec = self._index_spec
-        if spec is None or isinstance(spec, (str, os.PathLike)):
-            path = resolve_collection_path(None) if spec is None else Path(spec)
+        if spec is None:  # a fresh index: only what this adapter is given, never the CLI's pages
+            return MetaEmbedSearcher(model=self._resolve_model())
+        if isinstance(spec, (str, os.PathLike)):
+            path = Path(spec)
             if DocumentCollection.exists(path):  # an index built by `metaembed-rag index`
                 if self._model_spec is None:
                     reference = DocumentCollection.read_config(path)["model"]["reference"]
@@ -152,8 +175,6 @@ class LazySearcher:
                     model = self._resolve_model()
                 logger.info("using the index at %s", path.resolve())
                 return DocumentCollection.open(path, model=model).searcher
-            if spec is None:
-                return MetaEmbedSearcher(model=self._resolve_model())
             return MetaEmbedSearcher.load(spec, model=self._resolve_model())
         return MetaEmbedSearcher(model=self._resolve_model(), index=spec)
 
@@ -180,8 +201,12 @@ class LazySearcher:
         k: int = 5,
         filter: MetadataFilter = None,
         cascade: Cascade = None,
+        hybrid: Any = None,
     ) -> list[RetrievedPage]:
-        """The ``k`` best pages for a text query (or a prepared :class:`ModelInput`), best first."""
+        """The ``k`` best pages for a text query (or a prepared :class:`ModelInput`), best first.
+
+        ``hybrid``: fuse with BM25 on the page text (``True``, a dict or :class:`~metaembed_rag.fusion.HybridOptions`).
+        """
         if not isinstance(query, ModelInput):
             query = ModelInput(text=text_query(query))
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -189,9 +214,14 @@ class LazySearcher:
         validate_filter(filter)
         parsed = self.check_budget(budget)
         if len(self.index) == 0:
-            logger.warning("searching an empty index; add documents first")
+            logger.warning(
+                "searching an empty index; add documents first (an adapter built without an index never "
+                "opens the CLI's; use from_collection() for that)"
+            )
             return []
-        hits = self.searcher.search(query, budget=parsed, k=k, filter=filter, cascade=cascade, normalize=True)
+        hits = self.searcher.search(
+            query, budget=parsed, k=k, filter=filter, cascade=cascade, normalize=True, hybrid=hybrid
+        )
         return hits_to_pages(hits, tuple(parsed))
 
     async def aretrieve(self, query: str | ModelInput, **options: Any) -> list[RetrievedPage]:

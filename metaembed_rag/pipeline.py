@@ -32,6 +32,7 @@ from .progress import progress
 
 logger = logging.getLogger(__name__)
 
+BLANK_REASON = "blank page (no text, no image)"
 NO_OCR_REASON = "no text layer (scanned page) and OCR is not available"
 
 
@@ -49,6 +50,7 @@ class IndexReport:
     pages_removed: int = 0
     seconds: float = 0.0
     index_pages: int = 0
+    index_windows: int = 0
     index_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class IndexReport:
             "pages_removed": self.pages_removed,
             "seconds": round(self.seconds, 3),
             "index_pages": self.index_pages,
+            "index_windows": self.index_windows,
             "index_bytes": self.index_bytes,
         }
 
@@ -137,7 +140,8 @@ def index_files(
         finally:
             saver.save()
             report.seconds = time.perf_counter() - start
-            report.index_pages = len(collection.index)
+            report.index_pages = len(collection)
+            report.index_windows = collection.window_count
             report.index_bytes = folder_size(collection.path) if collection.path.exists() else 0
     if any(f.reason == NO_OCR_REASON for f in report.pages_skipped):
         logger.warning("%d scanned page(s) were skipped; %s", len(report.pages_skipped), INSTALL_HINT)
@@ -285,6 +289,8 @@ def _why_empty(record, text_mode: bool, ocr: bool | None) -> str:
         return record.problem
     if record.extra.get("repaired"):
         return "no text on this page of a damaged PDF (MuPDF repaired it)"
+    if record.extra.get("blank"):
+        return BLANK_REASON
     if text_mode:
         if ocr is False:
             return "no text layer (scanned page) and OCR was turned off"

@@ -74,11 +74,22 @@ class RetrievedPage:
         img = self.image(dpi=dpi)
         return None if img is None else image_to_base64(img, image_format)
 
-    def as_metadata(self, image: ImageMode = "path", image_format: str = "PNG") -> dict[str, Any]:
-        """Flat, JSON-ready metadata for a framework document: stored metadata plus id, score, budget, image."""
+    def as_metadata(
+        self, image: ImageMode = "path", image_format: str = "PNG", cache: PageImageCache | None = None
+    ) -> dict[str, Any]:
+        """Flat, JSON-ready metadata for a framework document: stored metadata plus id, score, budget, image.
+
+        With a ``cache``, ``image="base64"`` reads the page's PNG from it (rendered once per page) instead of
+        rendering the page again.
+        """
         data = {k: v for k, v in self.metadata.items() if k != TEXT_KEY}
         data.update({"id": self.id, "score": float(self.score), "budget": list(self.budget)})
-        if image == "base64":
+        if image == "base64" and cache is not None:
+            path = cache.ensure(self.metadata)
+            if path is not None:
+                data["image_base64"] = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                data["image_mime_type"] = "image/png"
+        elif image == "base64":
             encoded = self.image_base64(image_format)
             if encoded is not None:
                 data["image_base64"] = encoded
@@ -92,6 +103,64 @@ class RetrievedPage:
         else:
             raise InvalidInputError(f"image must be 'path', 'base64' or None, got {image!r}")
         return data
+
+
+class PageImageCache:
+    """Page images as PNG files: the one saved at indexing time, else the PDF page rendered once into a private
+    folder (created on first use in the system temp folder) and reused afterwards.
+
+    :meth:`planned_path` says where a page's image is or will be without rendering anything, so results can carry
+    a path at no cost and the page is rendered only when someone reads it (:meth:`ensure`).
+
+    Example:
+        >>> cache = PageImageCache()
+        >>> cache.planned_path({"source": "/no/such.pdf", "page": 1}) is None
+        True
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, dpi: int = DEFAULT_RENDER_DPI) -> None:
+        self._folder = Path(folder) if folder is not None else None
+        self.dpi = dpi
+        self.renders = 0
+        """How many pages this cache has rendered (each page at most once while its file stays)."""
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            import tempfile
+
+            self._folder = Path(tempfile.mkdtemp(prefix="metaembed-pages-"))
+        return self._folder
+
+    def planned_path(self, metadata: Mapping[str, Any]) -> str | None:
+        """The saved image's path, else the path the rendered PDF page gets; ``None`` when there is no image."""
+        saved = metadata.get(IMAGE_PATH_KEY)
+        if saved and Path(saved).is_file():
+            return str(saved)
+        located = _pdf_page(metadata)
+        if located is None:
+            return None
+        source, page = located
+        stat = Path(source).stat()
+        key = f"{os.path.realpath(source)}\0{stat.st_mtime_ns}\0{stat.st_size}\0{page}\0{self.dpi}"
+        import hashlib
+
+        return str(self.folder / f"{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:24]}.png")
+
+    def ensure(self, metadata: Mapping[str, Any]) -> str | None:
+        """The path of the page image, rendering the PDF page first if this cache has not yet done so."""
+        path = self.planned_path(metadata)
+        if path is None or Path(path).is_file():
+            return path
+        located = _pdf_page(metadata)
+        assert located is not None  # planned_path returned a render path
+        image = render_pdf_page(located[0], located[1], dpi=self.dpi)
+        from .atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            image.save(tmp, format="PNG")
+        self.renders += 1
+        return path
 
 
 def hits_to_pages(hits, budget) -> list[RetrievedPage]:

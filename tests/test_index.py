@@ -98,7 +98,11 @@ def test_filters_dict_in_and_callable(corpus):
     assert all(h.metadata["n"] >= 100 for row in big for h in row)
     assert index.search(queries.float(), budget=(8, 16), k=3, filter={"n": -1}) == [[] for _ in range(5)]
     with pytest.raises(InvalidInputError):
-        index.search(queries.float(), budget=(8, 16), k=3, filter={"n": {"$gt": 3}})
+        index.search(queries.float(), budget=(8, 16), k=3, filter={"n": {"$like": 3}})
+    with pytest.raises(InvalidInputError):
+        index.search(queries.float(), budget=(8, 16), k=3, filter={"$nand": [{"n": 3}]})
+    over = index.search(queries.float(), budget=(8, 16), k=300, filter={"n": {"$gt": 290}})
+    assert sorted(h.metadata["n"] for h in over[0]) == list(range(291, 300))
 
 
 def test_upsert_delete_get_and_compaction(corpus):

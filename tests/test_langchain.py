@@ -17,7 +17,7 @@ from PIL import Image
 
 pytest.importorskip("langchain_core")
 
-from fixtures.documents import TEXTS, make_pdf
+from fixtures.documents import TEXTS, build_cli_index, make_pdf
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -28,7 +28,13 @@ from langchain_core.runnables import ConfigurableField, RunnablePassthrough
 from langchain_core.tools import create_retriever_tool
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from metaembed_rag.errors import BudgetError, InvalidInputError, MetaEmbedError, UnsupportedInputError
+from metaembed_rag.errors import (
+    BudgetError,
+    IndexNotFoundError,
+    InvalidInputError,
+    MetaEmbedError,
+    UnsupportedInputError,
+)
 from metaembed_rag.langchain import (
     MetaEmbedEmbeddings,
     MetaEmbedReranker,
@@ -58,21 +64,49 @@ def test_construction_is_cheap_and_every_field_has_a_default(tmp_path, monkeypat
     assert MetaEmbedRetriever().budget == (8, 16)
 
 
-def test_no_arguments_uses_the_cli_default_index(minilm_model, pdf_file, tmp_path, monkeypatch):
-    from metaembed_rag.collection import DocumentCollection
-    from metaembed_rag.pipeline import index_files
-
-    checkpoint = minilm_model.save_pretrained(tmp_path / "ckpt")
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def beside_a_cli_index(minilm_model, tmp_path, monkeypatch):
+    """Work in a folder where `metaembed-rag index` built ./.metaembed/default from a two-page PDF."""
+    pdf = make_pdf(tmp_path / "cli.pdf", ["Quarterly revenue grew by nine percent.", "Staff canteen menu."])
     monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
-    collection = DocumentCollection.create(".metaembed/default", model=str(checkpoint))
-    index_files(collection, [pdf_file], show_progress=False)
+    monkeypatch.chdir(tmp_path)
+    build_cli_index(tmp_path, minilm_model, [pdf])
+    return pdf
 
-    retriever = MetaEmbedRetriever(k=2)  # no model, no index: the CLI's default index and its model
-    docs = retriever.invoke(TEXTS[1])
-    assert docs[0].page_content.startswith("A sponge cake") and docs[0].metadata["page"] == 2
-    assert docs[0].metadata["source"] == str(pdf_file.resolve())
+
+def test_from_collection_opens_the_cli_index(beside_a_cli_index, minilm_model):
+    retriever = MetaEmbedRetriever.from_collection(k=2)  # no model: the one the index was built with
+    docs = retriever.invoke("Staff canteen menu.")
+    assert docs[0].page_content.startswith("Staff canteen") and docs[0].metadata["page"] == 2
+    assert docs[0].metadata["source"] == str(beside_a_cli_index.resolve())
     assert retriever.engine.model.fingerprint == minilm_model.fingerprint
+    assert len(MetaEmbedRetriever.from_collection("default").invoke("revenue")) == 2
+    with pytest.raises(IndexNotFoundError, match="papers") as caught:
+        MetaEmbedRetriever.from_collection("papers")
+    assert isinstance(caught.value, FileNotFoundError)
+    with pytest.raises(InvalidInputError):
+        MetaEmbedRetriever.from_collection(index="x")
+
+
+def test_from_texts_beside_a_cli_index_holds_only_the_given_texts(beside_a_cli_index, minilm_model, tmp_path):
+    retriever = MetaEmbedRetriever.from_texts(TEXTS[:2], model=minilm_model, k=5)
+    docs = retriever.invoke("Quarterly revenue grew by nine percent.")
+    assert sorted(d.page_content for d in docs) == sorted(TEXTS[:2])  # no CLI page among them
+    assert len(retriever.engine.index) == 2
+    from_docs = MetaEmbedRetriever.from_documents([Document(page_content=TEXTS[3])], model=minilm_model)
+    assert [d.page_content for d in from_docs.invoke("revenue")] == [TEXTS[3]]
+    pdf = make_pdf(tmp_path / "given.pdf", [TEXTS[2]])
+    from_pdfs = MetaEmbedRetriever.from_pdfs([pdf], model=minilm_model, k=5)
+    assert [d.metadata["source"] for d in from_pdfs.invoke("revenue")] == [str(pdf.resolve())]
+    saved = retriever.engine.save(tmp_path / "mine")  # saving copies none of the CLI's pages
+    from metaembed_rag.index import MultiVectorIndex
+
+    assert len(MultiVectorIndex.load(saved if saved else tmp_path / "mine")) == 2
+    empty = MetaEmbedRetriever(model=minilm_model)  # no index given: an empty one, not the CLI's
+    assert empty.invoke("revenue") == []
+    from metaembed_rag.collection import DocumentCollection
+
+    assert len(DocumentCollection.open(".metaembed/default", model=minilm_model)) == 2  # CLI index untouched
 
 
 def test_invoke_returns_documents_with_text_and_metadata(retriever):
@@ -282,3 +316,98 @@ def test_missing_extra_names_the_install_command():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert "pip install 'metaembed-rag[langchain]'" in done.stdout
+
+
+def test_missing_inputs_raise_file_not_found(minilm_model, tmp_path, monkeypatch):
+    from metaembed_rag.errors import InputNotFoundError
+    from metaembed_rag.loaders import load_pages
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputNotFoundError, match="reports/"):
+        list(load_pages("reports/"))
+    with pytest.raises(FileNotFoundError, match=r"missing\.pdf"):
+        VisualPDFLoader("missing.pdf")
+    with pytest.raises(InputNotFoundError, match=r"\*\.pdf: the pattern matches no file"):
+        VisualPDFLoader("nothing/*.pdf")
+    with pytest.raises(InputNotFoundError, match=r"x\.pdf"):
+        MetaEmbedRetriever.from_pdfs(["x.pdf"], model=minilm_model)
+    real = make_pdf(tmp_path / "real.pdf", [TEXTS[0]])
+    with pytest.raises(InputNotFoundError, match=r"gone\.pdf") as caught:  # one missing among real ones: no pages
+        MetaEmbedRetriever.from_pdfs([real, "gone.pdf"], model=minilm_model)
+    assert isinstance(caught.value, MetaEmbedError)
+    assert len(VisualPDFLoader(real).load()) == 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "qdrant"])
+def test_vector_store_search_kwargs_filters_and_mmr(minilm_model, backend):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from metaembed_rag.langchain import MetaEmbedVectorStore
+
+    store = None
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client")
+        from qdrant_client import QdrantClient
+
+        from metaembed_rag.index.qdrant import QdrantMultiVectorStore
+
+        store = QdrantMultiVectorStore(
+            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 4, 16, 64)
+        )
+    vs = MetaEmbedVectorStore(model=minilm_model, store=store)
+    ids = vs.add_texts(TEXTS, metadatas=[{"n": i, "source": f"/docs/f{i}.txt"} for i in range(4)], ids=list("abcd"))
+    assert ids == list("abcd")
+    scored = vs.similarity_search_with_score(TEXTS[2], k=4, budget=(16, 64))
+    assert scored[0][0].page_content == TEXTS[2] and scored[0][0].id == "c" and scored[0][0].metadata["n"] == 2
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True) and -1 <= scored[-1][1] <= 1
+    relevance = vs.similarity_search_with_relevance_scores(TEXTS[2], k=1)
+    assert 0 <= relevance[0][1] <= 1
+    assert [d.id for d in vs.similarity_search(TEXTS[0], k=4, filter={"n": {"$gte": 2}})] in (["c", "d"], ["d", "c"])
+    assert [d.id for d in vs.similarity_search(TEXTS[0], k=4, filter={"source": "f1.txt"})] == ["b"]
+    cascaded = vs.similarity_search(TEXTS[3], k=2, budget=(16, 64), cascade=((1, 1), 3))
+    assert cascaded[0].id == "d"
+    retriever = vs.as_retriever(search_kwargs={"k": 2, "budget": (4, 16), "filter": {"n": {"$ne": 0}}})
+    docs = retriever.invoke(TEXTS[1])
+    assert len(docs) == 2 and docs[0].id == "b" and all(d.metadata["n"] != 0 for d in docs)
+    mmr = vs.max_marginal_relevance_search(TEXTS[0], k=2, fetch_k=4)
+    assert len(mmr) == 2 and mmr[0].id == "a" and mmr[1].id != "a"
+    assert asyncio.run(vs.asimilarity_search(TEXTS[1], k=1))[0].id == "b"
+    vs.delete(["a", "zzz"])  # unknown ids are skipped, as LangChain stores do
+    assert {d.id for d in vs.get_by_ids(["a", "b", "c"])} == {"b", "c"}
+    with pytest.raises(InvalidInputError, match="unknown search option"):
+        vs.similarity_search("x", bogus=1)
+    with pytest.raises(InvalidInputError, match="'text'"):
+        vs.add_texts(["t"], metadatas=[{"text": "clobbered"}])
+    with pytest.raises(InvalidInputError, match="MetaEmbed model"):
+        MetaEmbedVectorStore.from_texts(["x"], embedding=DeterministicFakeEmbedding(size=8))
+    with pytest.raises(InvalidInputError):
+        vs.delete()
+    from_texts = MetaEmbedVectorStore.from_texts(TEXTS[:2], MetaEmbedEmbeddings(model=minilm_model))
+    assert len(from_texts.similarity_search(TEXTS[0], k=5)) == 2
+
+
+def test_image_queries(request, pdf_file, tmp_path, minilm_model):
+    pytest.importorskip("fixtures.tiny_qwen")
+    from metaembed_rag.results import render_pdf_page
+
+    query_image = tmp_path / "page2.png"
+    render_pdf_page(pdf_file, 2, dpi=36).save(query_image)
+    text_only = MetaEmbedRetriever.from_texts(TEXTS[:2], model=minilm_model)
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        text_only.invoke("", query_image=str(query_image))
+    model = request.getfixturevalue("tiny_qwen_model")
+    retriever = MetaEmbedRetriever.from_pdfs([pdf_file], model=model, budget=(4, 8), k=2, load_options={"dpi": 36})
+    by_path = retriever.invoke("", query_image=str(query_image))
+    assert len(by_path) == 2 and {d.metadata["page"] for d in by_path} == {1, 2}
+    encoded = base64.b64encode(query_image.read_bytes()).decode()
+    blocks = [{"type": "text", "text": "this page"}, {"type": "image", "base64": encoded, "mime_type": "image/png"}]
+    by_block = retriever.invoke(blocks)
+    with_text = retriever.invoke("this page", query_image=query_image.read_bytes())
+    assert [d.id for d in by_block] == [d.id for d in with_text]  # same query, two spellings
+    assert [d.metadata["score"] for d in by_block] == pytest.approx([d.metadata["score"] for d in with_text])
+    data_url = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}}]
+    assert [d.id for d in retriever.invoke(data_url)] == [d.id for d in by_path]
+    with pytest.raises(UnsupportedInputError, match="remote URLs"):
+        retriever.invoke([{"type": "image", "url": "https://example.com/x.png"}])
+    with pytest.raises(InvalidInputError, match="once"):
+        retriever.invoke(blocks, query_image=str(query_image))

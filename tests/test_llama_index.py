@@ -4,6 +4,7 @@ a tiny real Qwen2.5-VL for image queries, and real PDFs. Ranking is asserted onl
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,16 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from fixtures.documents import TEXTS, make_pdf
+from fixtures.documents import TEXTS, build_cli_index, make_pdf
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ImageBlock, TextBlock
 from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
 from llama_index.core.objects import ObjectIndex
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import Node, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.tools import FunctionTool, QueryEngineTool, RetrieverTool
-from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores import MetadataFilter, MetadataFilters, VectorStoreQuery
+from PIL import Image
 
 from metaembed_rag.errors import (
     BudgetError,
@@ -28,6 +30,7 @@ from metaembed_rag.errors import (
     InvalidInputError,
     UnsupportedInputError,
 )
+from metaembed_rag.filters import FilterError
 from metaembed_rag.llama_index import (
     MetaEmbedEmbedding,
     MetaEmbedRerank,
@@ -53,25 +56,65 @@ def test_construction_is_cheap(tmp_path, monkeypatch):
     assert retriever.engine.loaded is False
 
 
-def test_text_query_returns_nodes_with_text_and_image(retriever, pdf_file):
+def test_text_query_returns_text_and_image_nodes(retriever, pdf_file):
     results = retriever.retrieve(TEXTS[2])
     assert len(results) == 2 and all(isinstance(r, NodeWithScore) for r in results)
     top = results[0]
-    assert isinstance(top.node, Node)
-    assert top.node.text_resource.text.startswith("The Treaty of Westphalia")  # exact page text ranks first
+    assert isinstance(top.node, ImageNode) and isinstance(top.node, TextNode)
+    assert top.text.startswith("The Treaty of Westphalia")  # NodeWithScore.text works; exact page ranks first
     assert top.node.metadata["source"] == str(pdf_file) and top.node.metadata["page"] == 3
     assert top.node.metadata["budget"] == [8, 16]
     assert top.score == pytest.approx(top.node.metadata["score"])
-    assert top.node.image_resource is not None and top.node.image_resource.data  # re-rendered page
+    assert top.node.ref_doc_id == str(pdf_file)  # the page links to its file
+    assert top.node.source_node.metadata == {"source": str(pdf_file)}
+    # The image is a path, not pixels: nothing is rendered by a search, the page is rendered when first read.
+    cache = retriever.engine.image_cache
+    assert top.node.image is None and top.node.image_path.endswith(".png")
+    before = cache.renders
     kinds = [type(b).__name__ for b in top.node.get_content_blocks()]
-    assert kinds == ["TextBlock", "ImageBlock"]
+    assert kinds == ["TextBlock", "ImageBlock"] and cache.renders == before + 1
+    again = retriever.retrieve(TEXTS[2])[0]
+    assert again.node.image_path == top.node.image_path
+    again.node.get_content_blocks()
+    assert cache.renders == before + 1  # rendered once, then read from the cache
+    assert Image.open(again.node.resolve_image()).size[0] > 50
+
+
+def test_similarity_top_k_and_per_call_overrides(retriever):
+    li = MetaEmbedRetriever(engine=retriever.engine, similarity_top_k=3)
+    assert li.k == li.similarity_top_k == 3 and len(li.retrieve(TEXTS[0])) == 3
+    nodes = li.retrieve(TEXTS[0], similarity_top_k=1, budget=(16, 64), image=None, filters={"page": {"$gte": 2}})
+    assert len(nodes) == 1 and nodes[0].node.metadata["budget"] == [16, 64] and nodes[0].node.metadata["page"] >= 2
+    assert type(nodes[0].node) is TextNode
+    assert len(li.retrieve(TEXTS[0])) == 3  # the override was for that call only
+    async_nodes = asyncio.run(li.aretrieve(TEXTS[1], k=2, image="base64"))
+    assert len(async_nodes) == 2 and async_nodes[0].node.image  # inline PNG
+    assert base64.b64decode(async_nodes[0].node.image)[:4] == b"\x89PNG"
+    with pytest.raises(InvalidInputError, match="unknown retriever option"):
+        li.retrieve(TEXTS[0], top_k=3)
+    with pytest.raises(InvalidInputError, match="disagree"):
+        MetaEmbedRetriever(k=2, similarity_top_k=3)
+    with pytest.raises(InvalidInputError):
+        li.retrieve(TEXTS[0], similarity_top_k=0)
+
+
+def test_from_nodes_keeps_ref_doc_ids(minilm_model):
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    docs = [Document(text=t, doc_id=f"doc-{i}") for i, t in enumerate(TEXTS)]
+    nodes = SentenceSplitter(chunk_size=64, chunk_overlap=0).get_nodes_from_documents(docs)
+    li = MetaEmbedRetriever.from_nodes(nodes, model=minilm_model, similarity_top_k=2)
+    top = li.retrieve(TEXTS[1])[0]
+    assert type(top.node) is TextNode and top.node.ref_doc_id == "doc-1" and top.node.node_id == nodes[1].node_id
+    assert "ref_doc_id" not in top.node.get_content(metadata_mode=MetadataMode.LLM)
 
 
 def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
     wide = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), k=4, image=None)
     nodes = wide.retrieve(TEXTS[0])
     assert len(nodes) == 4 and nodes[0].node.metadata["budget"] == [16, 64]
-    assert nodes[0].node.image_resource is None
+    assert type(nodes[0].node) is TextNode
     only_page_two = MetaEmbedRetriever(engine=retriever.engine, filters={"page": {"$in": [2]}}, k=3)
     assert [n.node.metadata["page"] for n in only_page_two.retrieve(TEXTS[0])] == [2]
     li_filters = MetadataFilters(
@@ -83,9 +126,40 @@ def test_budget_k_cascade_and_filters(minilm_model, retriever, pdf_file):
     by_li_filter = MetaEmbedRetriever(engine=retriever.engine, filters=li_filters, k=4)
     assert sorted(n.node.metadata["page"] for n in by_li_filter.retrieve(TEXTS[0])) == [2, 4]
     exact = MetadataFilters(filters=[MetadataFilter(key="page", value=[1, 4], operator="in")])
-    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"page": {"$in": [1, 4]}}
-    with pytest.raises(UnsupportedInputError, match="text_match"):
-        MetaEmbedRetriever(filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator="text_match")]))
+    assert MetaEmbedRetriever(engine=retriever.engine, filters=exact).filters == {"$and": [{"page": {"$in": [1, 4]}}]}
+    for unsupported in ("text_match", "contains", "any", "all"):
+        with pytest.raises(FilterError, match=unsupported):
+            MetaEmbedRetriever(
+                filters=MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator=unsupported)])
+            )
+
+    def pages(filters):
+        return sorted(
+            n.node.metadata["page"]
+            for n in MetaEmbedRetriever(engine=retriever.engine, filters=filters, k=4).retrieve(TEXTS[0])
+        )
+
+    either = MetadataFilters(
+        filters=[MetadataFilter(key="page", value=1), MetadataFilter(key="page", value=4)], condition="or"
+    )
+    assert pages(either) == [1, 4]
+    assert pages(MetadataFilters(filters=[either], condition="not")) == [2, 3]
+    nested = MetadataFilters(filters=[either, MetadataFilter(key="page", value=2, operator="<")])
+    assert pages(nested) == [1]
+    assert pages(MetadataFilters(filters=[MetadataFilter(key="author", operator="is_empty", value=None)])) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    # source as the user gave it: the file name, a relative or the absolute path; file_name as readers set it
+    assert pages({"source": "notes.pdf"}) == [1, 2, 3, 4]
+    assert pages({"source": str(pdf_file)}) == [1, 2, 3, 4]
+    assert pages(MetadataFilters(filters=[MetadataFilter(key="file_name", value="notes.pdf")])) == [1, 2, 3, 4]
+    assert pages({"source": "other.pdf"}) == []
+    assert pages({"$or": [{"page": 2}, {"page": {"$gte": 4}}]}) == [2, 4]  # an operator, never a key name
+    with pytest.raises(FilterError, match=r"\$nand"):
+        MetaEmbedRetriever(filters={"$nand": [{"page": 1}]})
     cascade = MetaEmbedRetriever(engine=retriever.engine, budget=(16, 64), cascade=((1, 1), 3), k=1)
     assert cascade.retrieve(TEXTS[1])[0].node.metadata["page"] == 2
 
@@ -205,6 +279,26 @@ def test_tool_retrieval(minilm_model):
     assert len(object_index.as_retriever(similarity_top_k=2).retrieve("forecast")) == 2
 
 
+def test_tool_retriever_and_from_nodes_beside_a_cli_index(minilm_model, tmp_path, monkeypatch):
+    """Beside ./.metaembed/default, tool retrieval returns tools (today: PDF pages, then KeyError 'name')."""
+    pdf = make_pdf(tmp_path / "cli.pdf", ["Get the current weather forecast for a city.", "Add two numbers."])
+    monkeypatch.delenv("METAEMBED_RAG_INDEX", raising=False)
+    monkeypatch.chdir(tmp_path)
+    build_cli_index(tmp_path, minilm_model, [pdf])
+    tools = _tools()
+    picker = tool_retriever(tools, k=3, model=minilm_model)
+    chosen = picker.retrieve("Get the current weather forecast for a city.")
+    assert sorted(t.metadata.name for t in chosen) == ["add", "translate", "weather"]
+    with pytest.raises(InvalidInputError, match="exactly the given tools"):
+        tool_retriever(tools, index=".metaembed/default")
+    nodes = MetaEmbedRetriever.from_nodes([TextNode(text=TEXTS[0], id_="n0")], model=minilm_model, k=5)
+    assert [n.node.node_id for n in nodes.retrieve("weather forecast")] == ["n0"]
+    pages = MetaEmbedRetriever.from_pdfs([make_pdf(tmp_path / "mine.pdf", [TEXTS[1]])], model=minilm_model, k=5)
+    assert [n.node.metadata["page"] for n in pages.retrieve("weather")] == [1]
+    cli = MetaEmbedRetriever.from_collection(k=5)
+    assert sorted(n.node.metadata["page"] for n in cli.retrieve("weather")) == [1, 2]
+
+
 def test_embedding_is_the_1_1_vector(minilm_model):
     embedding = MetaEmbedEmbedding(model=minilm_model)
     expected = minilm_model.encode_query([TEXTS[0]], budget=(1, 1))[0, 0].tolist()
@@ -221,6 +315,19 @@ def test_visual_pdf_reader(pdf_file):
     assert "photovoltaic" in docs[0].text_resource.text
     assert docs[0].image_resource.data and docs[0].image_resource.mimetype == "image/png"
     assert VisualPDFReader(include_image=False).load_data(pdf_file)[0].image_resource is None
+
+
+def test_missing_inputs_raise_file_not_found(tmp_path, monkeypatch):
+    from metaembed_rag.errors import InputNotFoundError, MetaEmbedError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputNotFoundError, match=r"missing\.pdf") as caught:
+        VisualPDFReader().load_data("missing.pdf")
+    assert isinstance(caught.value, FileNotFoundError) and isinstance(caught.value, MetaEmbedError)
+    with pytest.raises(FileNotFoundError, match="reports/"):
+        VisualPDFReader().load_data(["reports/"])
+    with pytest.raises(FileNotFoundError, match=r"gone\.pdf"):
+        MetaEmbedRetriever.from_pdfs(["gone.pdf"])
 
 
 def test_rerank(minilm_model):
@@ -244,3 +351,81 @@ def test_missing_extra_names_the_install_command():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert "pip install 'metaembed-rag[llama-index]'" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["memory", "qdrant"])
+def test_vector_store_inside_vector_store_index(minilm_model, backend):
+    from llama_index.core import Document, StorageContext
+    from llama_index.core.vector_stores import FilterCondition
+
+    from metaembed_rag.llama_index import MetaEmbedVectorStore
+
+    store = None
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client")
+        from qdrant_client import QdrantClient
+
+        from metaembed_rag.index.qdrant import QdrantMultiVectorStore
+
+        store = QdrantMultiVectorStore(
+            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 16, 64)
+        )
+    vector_store = MetaEmbedVectorStore(model=minilm_model, store=store)
+    docs = [
+        Document(text=t, doc_id=f"doc-{i}", metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
+        for i, t in enumerate(TEXTS)
+    ]
+    index = VectorStoreIndex.from_documents(
+        docs,
+        storage_context=StorageContext.from_defaults(vector_store=vector_store),
+        embed_model=vector_store.embed_model,
+    )
+    assert len(vector_store.client) == 4
+    top = index.as_retriever(similarity_top_k=2).retrieve(TEXTS[2])
+    assert len(top) == 2 and top[0].node.ref_doc_id == "doc-2" and top[0].text == TEXTS[2]
+    assert type(top[0].node) is TextNode and top[0].node.metadata == {"n": 2, "topic": "even"}
+    odd = MetadataFilters(filters=[MetadataFilter(key="topic", value="odd")])
+    assert {n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=4, filters=odd).retrieve(TEXTS[0])} == {
+        "doc-1",
+        "doc-3",
+    }
+    either = MetadataFilters(
+        filters=[MetadataFilter(key="n", value=0), MetadataFilter(key="n", value=3, operator=">=")],
+        condition=FilterCondition.OR,
+    )
+    assert {n.node.metadata["n"] for n in index.as_retriever(similarity_top_k=4, filters=either).retrieve("x")} == {
+        0,
+        3,
+    }
+    wide = index.as_retriever(similarity_top_k=1, vector_store_kwargs={"budget": (16, 64)}).retrieve(TEXTS[1])
+    assert wide[0].node.ref_doc_id == "doc-1"
+    # a query engine with llama-index-core's mock LLM (an offline stand-in) gets the retrieved text
+    llm = MockLLMWithChatMemoryOfLastCall(is_chat_model=True)
+    response = index.as_query_engine(llm=llm, similarity_top_k=1).query(TEXTS[3])
+    assert response.source_nodes[0].node.ref_doc_id == "doc-3"
+    assert any(TEXTS[3] in str(m.content) for m in llm.last_chat_messages)
+    # get_nodes / delete (by ref_doc_id) / delete_nodes / clear
+    got = vector_store.get_nodes(
+        filters=MetadataFilters(filters=[MetadataFilter(key="n", value=[1, 2], operator="in")])
+    )
+    assert sorted(n.ref_doc_id for n in got) == ["doc-1", "doc-2"]
+    node_id = got[0].node_id
+    assert [n.node_id for n in vector_store.get_nodes(node_ids=[node_id, "nope"])] == [node_id]
+    index.delete_ref_doc("doc-0")
+    assert len(vector_store.client) == 3
+    assert all(n.node.ref_doc_id != "doc-0" for n in index.as_retriever(similarity_top_k=4).retrieve(TEXTS[0]))
+    vector_store.delete_nodes(filters=odd)
+    assert sorted(n.metadata["n"] for n in vector_store.get_nodes(filters=either)) == []  # 0 deleted, 3 is odd
+    vector_store.add([TextNode(text=TEXTS[0], id_="again", metadata={"n": 9})])
+    assert asyncio.run(vector_store.aquery(VectorStoreQuery(query_str=TEXTS[0], similarity_top_k=5))).ids[0] == "again"
+    with pytest.raises(InvalidInputError, match="query_str"):
+        vector_store.query(VectorStoreQuery(query_embedding=[0.0] * 384, similarity_top_k=1))
+    with pytest.raises(FilterError, match="text_match"):
+        vector_store.query(
+            VectorStoreQuery(
+                query_str="x",
+                filters=MetadataFilters(filters=[MetadataFilter(key="n", value="x", operator="text_match")]),
+            )
+        )
+    vector_store.clear()
+    assert len(vector_store.client) == 0

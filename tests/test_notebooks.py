@@ -49,3 +49,4 @@ def test_notebook_executes(path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "indexed" in text
+    assert "STAND-IN LLM, no answer" in text  # stand-ins say so, and show what a real LLM would get

@@ -146,7 +146,7 @@ def test_bad_input_gets_typed_errors(store):
     with pytest.raises(InvalidInputError, match="k must"):
         store.search(_queries(), budget=(1, 1), k=0)
     with pytest.raises(InvalidInputError, match="operator"):
-        store.search(_queries(), budget=(1, 1), filter={"a": {"$gt": 1}})
+        store.search(_queries(), budget=(1, 1), filter={"a": {"$like": 1}})
     with pytest.raises(InvalidInputError, match="cascade"):
         store.search(_queries(), budget=(16, 64), cascade=((1, 1),))
     assert all(isinstance(e, MetaEmbedError) for e in (BudgetError("x"), StoreConnectionError("y")))

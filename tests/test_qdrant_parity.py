@@ -61,6 +61,14 @@ FILTERS = [
     {"tags": ["x"]},
     {"a.b": "dotted"},
     lambda m: m["page"] > 6 and m["source"] != "file2.pdf",
+    # The rest of the operator set (metaembed_rag.filters), checked on the payloads by the Qdrant stores.
+    {"page": {"$gte": 3, "$lt": 7}},
+    {"$or": [{"source": "file1.pdf"}, {"page": 0}]},
+    {"$not": {"source": {"$in": ["file0.pdf", "file2.pdf"]}}},
+    {"page": {"$ne": 2}, "source": {"$nin": ["file0.pdf"]}},
+    {"$and": [{"source": "file2.pdf"}, {"weight": {"$gt": 0.3}}]},
+    {"$and": [{"page": {"$in": [1, 2]}}, {"note": None}]},
+    {"file_name": "file3.pdf"},
 ]
 
 

@@ -404,7 +404,7 @@ def test_a_changed_lora_is_another_model_on_search_and_on_index(built, tiny_text
     model = MetaEmbedModel.from_pretrained(tiny_text_checkpoint)
     model.add_lora(r=2, target_modules=["query"])
     with_lora = model.save_pretrained(tmp_path / "with-lora")
-    changed = MetaEmbedModel.from_pretrained(with_lora, merge_adapter=False)  # to edit and save its LoRA
+    changed = MetaEmbedModel.from_pretrained(with_lora, merge_adapter=False)
     first = changed.fingerprint
     for name, param in changed.backbone.named_parameters():
         if "lora_B" in name:
@@ -417,7 +417,7 @@ def test_a_changed_lora_is_another_model_on_search_and_on_index(built, tiny_text
     # An index built with the LoRA model refuses the changed one, on search and on index --model.
     assert main(["index", "papers/", "--index", "lora", "--model", str(with_lora), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["search", "rain", "--index", "lora", "--model", str(changed_path)]) == 2
+    assert main(["search", "rain", "--index", "lora", "--budget", "4,8", "--model", str(changed_path)]) == 2
     assert "fingerprint differs" in capsys.readouterr().err
     assert main(["index", "papers/", "--index", "lora", "--model", str(changed_path)]) == 2
     assert "fingerprint differs" in capsys.readouterr().err

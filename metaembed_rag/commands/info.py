@@ -46,9 +46,18 @@ def run(args: argparse.Namespace) -> int:
         f"embedding:  {info['embedding_mode']} ({how})\n"
         f"files:      {info['files']}{incomplete}\n"
         f"pages:      {info['pages']} ({info['skipped_pages']} skipped)\n"
+        f"windows:    {_windows_line(info)}\n"
         f"size:       {human_bytes(info['size_bytes'])}\n"
     )
     if args.files:
         for source, entry in info["per_file"].items():
             out.write(f"  {printable(display_path(source))}: {entry['pages']}/{entry['page_count']} pages\n")
     return 0
+
+
+def _windows_line(info: dict) -> str:
+    """How many multi-vector units the pages became (pages longer than the model reads are split)."""
+    windows = info.get("windows")
+    if windows is None:
+        return "unknown (index unreadable)"
+    return f"{windows} ({info.get('windows_per_page', 0):g} per page; long pages are split to fit the model)"

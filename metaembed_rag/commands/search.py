@@ -13,7 +13,9 @@ from pathlib import Path
 from ..budget import Budget
 from ..collection import DocumentCollection, resolve_collection_path, source_key
 from ..errors import BudgetError, InvalidInputError
+from ..fusion import HybridOptions
 from ..inputs import load_image
+from ..windows import WINDOW_TEXT_KEY
 from ._common import add_index_option, add_model_options, display_path, print_json, printable
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score all pages at a coarse budget, rescore the best N at --budget, e.g. 1,1:200",
     )
     parser.add_argument("--source", action="append", default=None, help="only pages of this file (repeatable)")
+    parser.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="fuse the multi-vector ranking with BM25 on the page text (reciprocal-rank fusion)",
+    )
+    parser.add_argument("--rrf-k", type=int, default=60, help="RRF constant for --hybrid (default 60)")
+    parser.add_argument(
+        "--fusion", choices=("rrf", "weighted"), default="rrf", help="how --hybrid fuses the two rankings"
+    )
     parser.add_argument("--raw-scores", action="store_true", help="sum of MaxSim instead of the score / r_q")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.set_defaults(func=run)
@@ -132,7 +143,15 @@ def run(args: argparse.Namespace) -> int:
         if b is not None and b.r_c > stored:
             raise BudgetError(f"{what} asks for r_c={b.r_c} but this index stores {stored} vectors per page")
     flt = {"source": {"$in": [source_key(s) for s in args.source]}} if args.source else None
-    hits = collection.search(query, budget=budget, k=args.k, cascade=cascade, filter=flt, normalize=not args.raw_scores)
+    hits = collection.search(
+        query,
+        budget=budget,
+        k=args.k,
+        cascade=cascade,
+        filter=flt,
+        normalize=not args.raw_scores,
+        hybrid=HybridOptions(method=args.fusion, k=args.rrf_k) if args.hybrid else None,
+    )
     logger.info(
         "imports %.2f s, index open %.2f s, model load %.2f s, query (encode + score) %.3f s",
         imported - started, opened - imported, loaded - opened, time.perf_counter() - loaded,
@@ -148,13 +167,20 @@ def run(args: argparse.Namespace) -> int:
                 "page": meta.get("page"),
                 "page_count": meta.get("page_count"),
                 "title": meta.get("title"),
-                "snippet": snippet(meta.get("text", ""), args.query),
+                "snippet": snippet(meta.get(WINDOW_TEXT_KEY) or meta.get("text", ""), args.query),
                 "id": hit.id,
             }
         )
     if args.json:
         print_json(
-            {"query": args.query, "image": args.image, "budget": args.budget, "cascade": args.cascade, "hits": rows}
+            {
+                "query": args.query,
+                "image": args.image,
+                "budget": args.budget,
+                "cascade": args.cascade,
+                "hybrid": args.hybrid,
+                "hits": rows,
+            }
         )
         return 0
     if not rows:

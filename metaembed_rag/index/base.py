@@ -3,15 +3,17 @@
 Retrievers and adapters depend on :class:`MultiVectorStore` only, so any store works with any of them.
 
 Example:
-    >>> matches_filter({"source": "a.pdf", "page": 3}, {"source": {"$in": ["a.pdf", "b.pdf"]}, "page": 3})
+    >>> matches_filter({"source": "/d/a.pdf", "page": 3}, {"source": {"$in": ["a.pdf", "b.pdf"]}, "page": 3})
     True
+
+Filters (:func:`matches_filter`, :func:`validate_filter`) are defined in :mod:`metaembed_rag.filters`.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -19,9 +21,18 @@ import torch
 
 from ..budget import BudgetLike
 from ..errors import DuplicateIdError, InvalidInputError
+from ..filters import MetadataFilter, matches_filter, validate_filter
 
-MetadataFilter = Union[Mapping[str, Any], Callable[[Mapping[str, Any]], bool], None]
-"""A dict of equalities (a value may be ``{"$in": [...]}``), or a predicate on the metadata dict."""
+__all__ = [
+    "Cascade",
+    "MetadataFilter",
+    "MultiVectorStore",
+    "SearchHit",
+    "StoredDocument",
+    "matches_filter",
+    "validate_filter",
+]
+
 
 Cascade = Union[tuple[BudgetLike, int], None]
 """``(coarse_budget, n_candidates)``: score all at the coarse budget, rescore the best ``n_candidates``."""
@@ -101,40 +112,6 @@ class StoredDocument:
     metadata: dict[str, Any]
 
 
-def matches_filter(metadata: Mapping[str, Any], flt: MetadataFilter) -> bool:
-    """Whether ``metadata`` passes ``flt`` (``None`` passes everything)."""
-    if flt is None:
-        return True
-    if callable(flt):
-        return bool(flt(metadata))
-    for key, wanted in flt.items():
-        value = metadata.get(key)
-        if isinstance(wanted, Mapping):
-            unknown = set(wanted) - {"$in"}
-            if unknown:
-                raise InvalidInputError(f"unsupported filter operator(s) {sorted(unknown)}; supported: $in")
-            if value not in list(wanted["$in"]):
-                return False
-        elif value != wanted:
-            return False
-    return True
-
-
-def validate_filter(flt: MetadataFilter) -> MetadataFilter:
-    """Reject malformed filters early with a clear error."""
-    if flt is None or callable(flt):
-        return flt
-    if not isinstance(flt, Mapping):
-        raise InvalidInputError(f"filter must be a dict or a callable, got {type(flt).__name__}")
-    for key, wanted in flt.items():
-        if isinstance(wanted, Mapping):
-            if set(wanted) != {"$in"}:
-                raise InvalidInputError(f"filter on {key!r}: only the $in operator is supported, got {dict(wanted)}")
-            if isinstance(wanted["$in"], (str, bytes)) or not isinstance(wanted["$in"], Sequence):
-                raise InvalidInputError(f"filter on {key!r}: $in needs a list of values")
-    return flt
-
-
 class MultiVectorStore(ABC):
     """A collection of documents, each with a fixed number of vectors, searchable by budgeted MaxSim."""
 
@@ -167,6 +144,10 @@ class MultiVectorStore(ABC):
 
     @abstractmethod
     def __len__(self) -> int: ...
+
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Ids of the stored documents whose metadata passes ``filter`` (all of them for ``None``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its documents by metadata")
 
     @abstractmethod
     def search(

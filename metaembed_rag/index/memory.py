@@ -170,6 +170,15 @@ class MultiVectorIndex(MultiVectorStore):
             return snap.ids[: snap.count]
         return [snap.ids[r] for r in snap.alive.nonzero().flatten().tolist()]
 
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Live document ids whose metadata passes ``filter``, in storage order."""
+        flt = validate_filter(filter)
+        snap = self._snapshot
+        rows = self._eligible_rows(snap, flt)
+        if rows is None:
+            return snap.ids[: snap.count]
+        return [snap.ids[r] for r in rows.tolist()]
+
     @property
     def nbytes(self) -> int:
         """Bytes of stored vectors (and scales) of the live documents."""
@@ -389,6 +398,13 @@ class MultiVectorIndex(MultiVectorStore):
             StoredDocument(doc_id, vectors[k], copy.deepcopy(snap.metadatas[row]))
             for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
         ]
+
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        with self._lock:
+            snap = self._snapshot
+            rows = {i: self._rows[i] for i in ids if i in self._rows}
+        return {i: copy.deepcopy(snap.metadatas[r]) for i, r in rows.items()}
 
     def _check_queries(self, queries: Any) -> torch.Tensor:
         if not isinstance(queries, torch.Tensor):

@@ -42,6 +42,7 @@ from ..errors import (
     InvalidInputError,
     StoreConnectionError,
 )
+from ..filters import FILE_NAME_KEY, SOURCE_KEY, exact_source
 from .base import (
     Cascade,
     MetadataFilter,
@@ -230,9 +231,11 @@ def _value_condition(key: str, value: Any) -> Condition | None:
 def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
     """Split a filter into Qdrant conditions and whether a residual must be checked here on the payloads.
 
-    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range) and
-    ``None`` (missing or null) become Qdrant conditions. A callable, list or dict values, and keys with
-    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated on the payloads instead.
+    Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range),
+    ``None`` (missing or null) and ``$and`` of such become Qdrant conditions. The rest of the operator set of
+    :mod:`metaembed_rag.filters` (``$ne $nin $gt $gte $lt $lte $or $not``), a callable, list or dict values,
+    ``source`` values that are not absolute paths (matched by the path rules), ``file_name`` and keys with
+    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated exactly on the payloads instead.
     """
     if flt is None:
         return (), False
@@ -241,31 +244,44 @@ def _translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]
     conditions: list[Condition] = []
     residual = False
     for key, wanted in flt.items():
-        if not _is_qdrant_key(key):
+        if key == "$and":
+            for child in wanted:
+                child_conditions, child_residual = _translate_filter(child)
+                conditions.extend(child_conditions)
+                residual = residual or child_residual
+            continue
+        if key.startswith("$") or not _is_qdrant_key(key) or key == FILE_NAME_KEY:
             residual = True
             continue
-        if isinstance(wanted, Mapping):  # {"$in": [...]} (validated earlier)
-            values = list(wanted["$in"])
-            if not values:
-                conditions.append(Condition("any", key, ()))  # matches nothing
-                continue
-            if all(isinstance(v, str) for v in values) or all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
-            ):
-                conditions.append(Condition("any", key, tuple(values)))
-                continue
-            nested = [_value_condition(key, v) for v in values]
-            if any(c is None for c in nested):
+        ops = wanted if isinstance(wanted, Mapping) else {"$eq": wanted}
+        for op, operand in ops.items():
+            condition = _op_condition(key, op, operand)
+            if condition is None:
                 residual = True
-                continue
-            conditions.append(Condition("or", key, nested=tuple(nested)))  # type: ignore[arg-type]
-            continue
-        condition = _value_condition(key, wanted)
-        if condition is None:
-            residual = True
-        else:
-            conditions.append(condition)
+            else:
+                conditions.append(condition)
     return tuple(conditions), residual
+
+
+def _op_condition(key: str, op: str, operand: Any) -> Condition | None:
+    """The Qdrant condition for one ``key: {op: operand}``, or ``None`` when it is checked on the payloads."""
+    if op == "$eq":
+        if key == SOURCE_KEY and not exact_source(operand):
+            return None
+        return _value_condition(key, operand)
+    if op != "$in":
+        return None
+    values = list(operand)
+    if not values:
+        return Condition("any", key, ())  # matches nothing
+    if key == SOURCE_KEY and not all(exact_source(v) for v in values):
+        return None
+    if all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return Condition("any", key, tuple(values))
+    nested = [_value_condition(key, v) for v in values]
+    if any(c is None for c in nested):
+        return None
+    return Condition("or", key, nested=tuple(nested))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -596,6 +612,13 @@ class QdrantMultiVectorStore(MultiVectorStore):
                     found[doc_id] = record
         return found
 
+    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+        ids = check_ids(ids, unique=False)
+        return {
+            doc_id: _metadata(record.payload) for doc_id, record in self._fetch(list(dict.fromkeys(ids)), ()).items()
+        }
+
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Fetch documents (all stored vectors and metadata) in the order asked for."""
         ids = check_ids(ids, unique=False)
@@ -699,6 +722,25 @@ class QdrantMultiVectorStore(MultiVectorStore):
             [SearchHit(r.payload[ID_FIELD], float(r.score), _metadata(r.payload)) for r in row if ID_FIELD in r.payload]
             for row in results
         ]
+
+    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
+        """Document ids whose metadata passes ``filter`` (scrolling the payloads Qdrant pre-selects)."""
+        flt = validate_filter(filter)
+        conditions, _ = _translate_filter(flt)
+        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
+            return []
+        found: list[str] = []
+        offset = None
+        while True:
+            records, offset = self._call(
+                lambda offset=offset: self._backend.scroll(conditions, offset, 1024), "scrolling payloads"
+            )
+            for record in records:
+                doc_id = record.payload.get(ID_FIELD)
+                if isinstance(doc_id, str) and matches_filter(_metadata(record.payload), flt):
+                    found.append(doc_id)
+            if offset is None or not records:
+                return found
 
     def _matching_points(self, conditions: tuple[Condition, ...], flt: MetadataFilter) -> list[str]:
         """Point ids whose metadata passes ``flt``, scrolling those that pass ``conditions`` in Qdrant."""

@@ -1,4 +1,5 @@
-"""Page images of retrieved documents as LangChain content blocks for a multimodal chat model."""
+"""Retrieved documents for a chat model's prompt: as plain text (:func:`format_documents`), or as text and page
+image content blocks for a multimodal model (:func:`image_content_blocks`, :func:`multimodal_message`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,32 @@ from langchain_core.messages import HumanMessage
 from langchain_core.messages.content import create_image_block, create_text_block
 
 from ..results import image_to_base64, mime_type, page_image
+
+
+def format_documents(documents: Sequence[Document]) -> str:
+    """The documents as prompt text: one numbered passage per document, headed by its file and page.
+
+    Use it between the retriever and the prompt (``{"context": retriever | format_documents, ...}``) so the model
+    reads the passages, not the ``repr`` of a list of ``Document`` objects.
+
+    Example:
+        >>> doc = Document(page_content="Revenue rose.", metadata={"source": "/r/a.pdf", "page": 2})
+        >>> print(format_documents([doc]))
+        [1] a.pdf, page 2
+        Revenue rose.
+    """
+    import os
+
+    passages = []
+    for number, doc in enumerate(documents, 1):
+        source, page = doc.metadata.get("source"), doc.metadata.get("page")
+        where = ", ".join(
+            part
+            for part in (os.path.basename(str(source)) if source else None, f"page {page}" if page else None)
+            if part
+        )
+        passages.append(f"[{number}] {where}\n{doc.page_content}" if where else f"[{number}]\n{doc.page_content}")
+    return "\n\n".join(passages)
 
 
 def image_content_blocks(

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
-from ..loaders import load_pages
+from ..loaders import load_pages, require_existing
 from ..results import image_to_base64, mime_type
 
 
@@ -16,7 +16,9 @@ class VisualPDFLoader(BaseLoader):
     """One ``Document`` per page: the page text as ``page_content``, the loader's metadata, and optionally the
     rendered page image as base64 (``include_image=True``; off by default to keep memory low).
 
-    Other keyword arguments go to :func:`metaembed_rag.loaders.load_pages` (``dpi``, ``ocr``, ``password`` …).
+    A path or glob that does not exist raises :class:`~metaembed_rag.errors.InputNotFoundError` (a
+    ``FileNotFoundError``). Other keyword arguments go to :func:`metaembed_rag.loaders.load_pages` (``dpi``,
+    ``ocr``, ``password`` …).
 
     Example:
         >>> for doc in VisualPDFLoader("examples/").lazy_load():      # doctest: +SKIP
@@ -24,6 +26,7 @@ class VisualPDFLoader(BaseLoader):
     """
 
     def __init__(self, paths: Any, *, include_image: bool = False, image_format: str = "PNG", **load_options: Any):
+        require_existing(paths)  # a missing path is an InputNotFoundError now, as with PyPDFLoader
         self.paths = paths
         self.include_image = include_image
         self.image_format = image_format

@@ -10,27 +10,34 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnsupportedInputError
+from ..inputs import ModelInput
 from ..lazy_searcher import LazySearcher
-from ..results import ImageMode, RetrievedPage
+from ..results import ImageMode, PageImageCache, RetrievedPage
 
-_OVERRIDABLE = ("budget", "k", "cascade", "filter")
+_OVERRIDABLE = ("budget", "k", "cascade", "filter", "hybrid")
 
 
-def page_to_document(page: RetrievedPage, image: ImageMode = "path") -> Document:
+def page_to_document(page: RetrievedPage, image: ImageMode = "path", cache: PageImageCache | None = None) -> Document:
     """A retrieved page as a LangChain ``Document`` (text as ``page_content``, the rest as metadata)."""
-    return Document(page_content=page.text, metadata=page.as_metadata(image=image), id=page.id)
+    return Document(page_content=page.text, metadata=page.as_metadata(image=image, cache=cache), id=page.id)
 
 
 class MetaEmbedRetriever(BaseRetriever):
     """Retrieve pages by budgeted MaxSim; every field has a default.
 
-    ``budget``/``k``/``cascade``/``filter`` may be overridden per call (``retriever.invoke(q, budget=(16, 64),
-    k=10)``) or made configurable (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
+    Image queries (vision models): ``retriever.invoke("", query_image="chart.png")`` (a path, bytes or a PIL
+    image, with optional text), or the query as content blocks (``[{"type": "text", "text": …},
+    {"type": "image", "base64": …, "mime_type": "image/png"}]``).
+    ``hybrid=True`` (or a dict of :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25.
+    ``budget``/``k``/``cascade``/``filter``/``hybrid`` may be overridden per call
+    (``retriever.invoke(q, budget=(16, 64), k=10)``) or made configurable
+    (``retriever.configurable_fields(budget=ConfigurableField(id="budget"))``).
     ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` for the starter model (loaded on first use).
-    ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for the default index
-    (``./.metaembed/default`` when it exists, else a new in-memory index). ``image``: how documents carry the page
-    image — ``"path"`` (saved page images), ``"base64"`` (read or re-rendered on demand) or ``None``.
+    ``index``: a store, a ``MetaEmbedSearcher``, an index folder, or ``None`` for a new in-memory index (never
+    the CLI's ``./.metaembed/default``: open that with :meth:`from_collection`). ``image``: how documents carry the page
+    image — ``"path"`` (saved page images), ``"base64"`` (the saved image, or the PDF page rendered once and
+    cached) or ``None``.
 
     Example:
         >>> retriever = MetaEmbedRetriever(budget=(8, 16))            # cheap: nothing is loaded yet
@@ -43,6 +50,7 @@ class MetaEmbedRetriever(BaseRetriever):
     k: int = 5
     cascade: Any = None
     filter: Any = None
+    hybrid: Any = None
     model: Any = None
     index: Any = None
     image: ImageMode = "path"
@@ -58,6 +66,15 @@ class MetaEmbedRetriever(BaseRetriever):
         super().__init__(**data)
 
     # ------------------------------------------------------------------------------------------ build
+    @classmethod
+    def from_collection(cls, name_or_path: Any = None, **fields: Any) -> MetaEmbedRetriever:
+        """A retriever over an index built by ``metaembed-rag index`` (``None``: ``./.metaembed/default`` or
+        ``$METAEMBED_RAG_INDEX``; a bare name: ``./.metaembed/NAME``; else a folder), with its model."""
+        if "index" in fields or "engine" in fields:
+            raise InvalidInputError("from_collection opens the named index; do not pass index= or engine= too")
+        engine = LazySearcher.for_collection(name_or_path, model=fields.get("model"))
+        return cls(engine=engine, **fields)
+
     @classmethod
     def from_documents(
         cls, documents: Iterable[Document], *, ids: Sequence[str] | None = None, **fields: Any
@@ -100,21 +117,91 @@ class MetaEmbedRetriever(BaseRetriever):
 
     # ----------------------------------------------------------------------------------------- search
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_OVERRIDABLE)
+        unknown = set(overrides) - {*_OVERRIDABLE, "query_image"}
         if unknown:
-            raise InvalidInputError(f"unknown retriever option(s) {sorted(unknown)}; allowed: {list(_OVERRIDABLE)}")
+            allowed = [*_OVERRIDABLE, "query_image"]
+            raise InvalidInputError(f"unknown retriever option(s) {sorted(unknown)}; allowed: {allowed}")
         options = {name: getattr(self, name) for name in _OVERRIDABLE}
         options.update(overrides)
         return options
 
+    def _prepare(self, query: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The query as the engine takes it (text, or a ``ModelInput`` with an image) and the search options."""
+        options = self._options(overrides)
+        image = options.pop("query_image", None)
+        text: str | None = query
+        if isinstance(query, (list, tuple, dict)):  # content blocks, as in a multimodal chat message
+            text, block_image = _from_content_blocks(query)
+            if block_image is not None:
+                if image is not None:
+                    raise InvalidInputError("pass the query image once: as a content block or as query_image=")
+                image = block_image
+        if image is None:
+            return text, options
+        picture = self.engine.image_query(image).image
+        words = text if isinstance(text, str) and text.strip() else None
+        return ModelInput(text=words, image=picture), options
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        pages = self.engine.retrieve(query, **self._options(overrides))
-        return [page_to_document(p, self.image) for p in pages]
+        prepared, options = self._prepare(query, overrides)
+        pages = self.engine.retrieve(prepared, **options)
+        return [page_to_document(p, self.image, self.engine.image_cache) for p in pages]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        pages = await self.engine.aretrieve(query, **self._options(overrides))
-        return [page_to_document(p, self.image) for p in pages]
+        prepared, options = self._prepare(query, overrides)
+        pages = await self.engine.aretrieve(prepared, **options)
+        return [page_to_document(p, self.image, self.engine.image_cache) for p in pages]
+
+
+def _from_content_blocks(blocks: Any) -> tuple[str | None, Any]:
+    """Text and image of a query given as LangChain content blocks (``{"type": "text", "text": …}``,
+    ``{"type": "image", "base64": …}`` or ``{"type": "image_url", "image_url": {"url": "data:…"}}``,
+    ``{"type": "image", "path": …}``)."""
+    if isinstance(blocks, dict):
+        blocks = [blocks]
+    texts: list[str] = []
+    images: list[Any] = []
+    for position, block in enumerate(blocks):
+        if isinstance(block, str):
+            texts.append(block)
+            continue
+        if not isinstance(block, dict):
+            raise UnsupportedInputError(f"query block #{position} is a {type(block).__name__}, not a content block")
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind in ("image", "image_url"):
+            images.append(_block_image(block, position))
+        else:
+            raise UnsupportedInputError(f"query block #{position} has type {kind!r}; use text and image blocks")
+    if len(images) > 1:
+        raise UnsupportedInputError(f"a query holds one image; got {len(images)} image blocks")
+    text = " ".join(t for t in texts if t.strip()) or None
+    return text, images[0] if images else None
+
+
+def _block_image(block: dict[str, Any], position: int) -> Any:
+    import base64
+
+    data = block.get("base64") or block.get("data")
+    url = block.get("url")
+    if block.get("type") == "image_url":
+        inner = block.get("image_url")
+        url = inner.get("url") if isinstance(inner, dict) else inner
+    if data is None and isinstance(url, str) and url.startswith("data:") and "," in url:
+        data = url.split(",", 1)[1]
+    if data is not None:
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError as exc:
+            raise InvalidInputError(f"query block #{position}: the image is not valid base64") from exc
+    if block.get("path"):
+        return block["path"]
+    raise UnsupportedInputError(
+        f"query block #{position}: give the image as base64 data, a data: URL or a local path (remote URLs are "
+        "not fetched)"
+    )

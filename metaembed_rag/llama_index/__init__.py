@@ -2,6 +2,7 @@
 
 - :class:`MetaEmbedRetriever` — ``BaseRetriever`` with ``budget``, ``k``, ``cascade``, ``filters``; text and image
   queries (``QueryBundle.image_path``); nodes carry text and page image for multimodal query engines.
+- :class:`MetaEmbedVectorStore` — ``BasePydanticVectorStore`` for ``VectorStoreIndex`` (add/delete/get_nodes/query).
 - :class:`MetaEmbedEmbedding` — ``MultiModalEmbedding`` with the (1,1) vector for text and images.
 - :class:`VisualPDFReader` — PDF/image pages as documents with page image and text.
 - :class:`MetaEmbedRerank` — node postprocessor rescoring by MaxSim at a budget.
@@ -24,5 +25,13 @@ from .reader import VisualPDFReader  # noqa: E402
 from .rerank import MetaEmbedRerank  # noqa: E402
 from .retriever import MetaEmbedRetriever  # noqa: E402
 from .tools import tool_retriever  # noqa: E402
+from .vector_store import MetaEmbedVectorStore  # noqa: E402
 
-__all__ = ["MetaEmbedEmbedding", "MetaEmbedRerank", "MetaEmbedRetriever", "VisualPDFReader", "tool_retriever"]
+__all__ = [
+    "MetaEmbedEmbedding",
+    "MetaEmbedRerank",
+    "MetaEmbedRetriever",
+    "MetaEmbedVectorStore",
+    "VisualPDFReader",
+    "tool_retriever",
+]

@@ -1,92 +1,74 @@
-"""LlamaIndex ``MetadataFilters`` as the core's metadata filter (a dict when possible, else a predicate)."""
+"""LlamaIndex ``MetadataFilters`` as the core's filter dict (:mod:`metaembed_rag.filters`), so every store runs it.
+
+Operators: ``==  !=  >  >=  <  <=  in  nin`` map one to one, ``is_empty`` to "missing, null, '' or []";
+conditions ``and``/``or``/``not`` (not = none of the filters holds, as in LlamaIndex's own stores) and nested
+``MetadataFilters`` map to ``$and``/``$or``/``$not``. ``contains``, ``any``, ``all`` and the text-match operators
+have no equivalent in the core's operator set and raise :class:`~metaembed_rag.filters.FilterError`.
+"""
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
-from ..errors import UnsupportedInputError
-from ..index.base import MetadataFilter as CoreFilter
-from ..index.base import validate_filter
+from ..filters import FilterError, validate_filter
+from ..filters import MetadataFilter as CoreFilter
 
-_COMPARE = {
-    FilterOperator.EQ: operator.eq,
-    FilterOperator.NE: operator.ne,
-    FilterOperator.GT: operator.gt,
-    FilterOperator.LT: operator.lt,
-    FilterOperator.GTE: operator.ge,
-    FilterOperator.LTE: operator.le,
-    FilterOperator.IN: lambda value, wanted: value in wanted,
-    FilterOperator.NIN: lambda value, wanted: value not in wanted,
+_OPERATORS = {
+    FilterOperator.EQ: "$eq",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
 }
+SUPPORTED = [op.value for op in _OPERATORS] + [FilterOperator.IS_EMPTY.value]
 
 
 def to_core_filter(filters: Any) -> CoreFilter:
-    """Accept the core's dict/predicate, or LlamaIndex ``MetadataFilters``.
-
-    ``AND`` of ``==``/``in`` filters becomes a plain dict (which every store can push down); other operators
-    (``!=``, ``>``, ``<``, ``>=``, ``<=``, ``nin``) and ``OR``/``NOT`` become a predicate on the metadata.
+    """Accept the core's dict/predicate, or LlamaIndex ``MetadataFilters`` (translated to the core's dict).
 
     Example:
         >>> to_core_filter(MetadataFilters(filters=[MetadataFilter(key="page", value=[1, 2], operator="in")]))
-        {'page': {'$in': [1, 2]}}
+        {'$and': [{'page': {'$in': [1, 2]}}]}
+        >>> to_core_filter(MetadataFilters(filters=[MetadataFilter(key="page", value=2, operator=">=")],
+        ...                                condition="not"))
+        {'$not': {'$or': [{'page': {'$gte': 2}}]}}
     """
+    if isinstance(filters, MetadataFilter):
+        filters = MetadataFilters(filters=[filters])
     if not isinstance(filters, MetadataFilters):
         return validate_filter(filters)
-    plain = _as_dict(filters)
-    return plain if plain is not None else _predicate(filters)
+    return validate_filter(_translate(filters))
 
 
-def _as_dict(filters: MetadataFilters) -> dict[str, Any] | None:
-    if filters.condition not in (None, FilterCondition.AND):
-        return None
-    out: dict[str, Any] = {}
-    for item in filters.filters:
-        if not isinstance(item, MetadataFilter) or item.key in out:
-            return None
-        if item.operator == FilterOperator.EQ:
-            out[item.key] = item.value
-        elif item.operator == FilterOperator.IN and isinstance(item.value, list):
-            out[item.key] = {"$in": list(item.value)}
-        else:
-            return None
-    return out
+def _translate(filters: MetadataFilters) -> dict[str, Any]:
+    if not filters.filters:
+        raise FilterError("empty MetadataFilters; pass filters=None to search everything")
+    children = [_translate(f) if isinstance(f, MetadataFilters) else _condition(f) for f in filters.filters]
+    condition = filters.condition or FilterCondition.AND
+    if condition == FilterCondition.AND:
+        return {"$and": children}
+    if condition == FilterCondition.OR:
+        return {"$or": children}
+    if condition == FilterCondition.NOT:
+        return {"$not": {"$or": children}}
+    raise FilterError(f"filter condition {condition!r} is not supported; use and, or, not")
 
 
-def _predicate(filters: MetadataFilters):
-    def check(item: Any, metadata: dict[str, Any]) -> bool:
-        if isinstance(item, MetadataFilters):
-            results = [check(child, metadata) for child in item.filters]
-            if item.condition == FilterCondition.OR:
-                return any(results)
-            if item.condition == FilterCondition.NOT:
-                return not any(results)
-            return all(results)
-        compare = _COMPARE.get(item.operator)
-        if compare is None:
-            raise UnsupportedInputError(
-                f"filter operator {item.operator.value!r} is not supported; use one of "
-                f"{', '.join(op.value for op in _COMPARE)}"
-            )
-        if item.key not in metadata:
-            return item.operator in (FilterOperator.NE, FilterOperator.NIN)
-        try:
-            return bool(compare(metadata[item.key], item.value))
-        except TypeError:
-            return False
-
-    _validate(filters)
-    return lambda metadata: check(filters, metadata)
-
-
-def _validate(filters: MetadataFilters) -> None:
-    for item in filters.filters:
-        if isinstance(item, MetadataFilters):
-            _validate(item)
-        elif item.operator not in _COMPARE:
-            raise UnsupportedInputError(
-                f"filter operator {item.operator.value!r} is not supported; use one of "
-                f"{', '.join(op.value for op in _COMPARE)}"
-            )
+def _condition(item: MetadataFilter) -> dict[str, Any]:
+    if item.operator == FilterOperator.IS_EMPTY:
+        return {"$or": [{item.key: None}, {item.key: ""}, {item.key: {"$eq": []}}]}
+    op = _OPERATORS.get(item.operator)
+    if op is None:
+        raise FilterError(
+            f"filter operator {item.operator.value!r} (on {item.key!r}) is not supported; use one of "
+            f"{', '.join(SUPPORTED)}"
+        )
+    value = item.value
+    if op in ("$in", "$nin") and not isinstance(value, list):
+        raise FilterError(f"filter operator {item.operator.value!r} on {item.key!r} needs a list, got {value!r}")
+    return {item.key: {op: value}}

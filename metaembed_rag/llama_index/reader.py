@@ -8,7 +8,7 @@ from typing import Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, MediaResource
 
-from ..loaders import load_pages
+from ..loaders import load_pages, require_existing
 from .nodes import encode_image_resource
 
 
@@ -29,6 +29,7 @@ class VisualPDFReader(BaseReader):
 
     def lazy_load_data(self, file: Any = None, extra_info: dict | None = None, **kwargs: Any) -> Iterable[Document]:
         sources = file if file is not None else kwargs.pop("files", None)
+        require_existing([] if sources is None else sources)
         for record in load_pages(sources, **{**self.load_options, **kwargs}):
             metadata = {**record.metadata(), **(extra_info or {})}
             if record.problem:
@@ -44,4 +45,6 @@ class VisualPDFReader(BaseReader):
             )
 
     def load_data(self, file: Any = None, extra_info: dict | None = None, **kwargs: Any) -> list[Document]:
+        """All pages of ``file`` (a path, folder, glob or a list of them); a missing one raises
+        :class:`~metaembed_rag.errors.InputNotFoundError` (a ``FileNotFoundError``)."""
         return list(self.lazy_load_data(file, extra_info, **kwargs))

@@ -15,10 +15,14 @@ from .retriever import MetaEmbedRetriever
 def tool_retriever(tools: Sequence[BaseTool], *, k: int = 3, **retriever_options: Any) -> ObjectRetriever:
     """An ``ObjectRetriever`` returning the ``k`` tools whose name and description best match a query.
 
+    The tools go into a new in-memory index of their own (never the CLI's index), so only tools come back.
+
     Example:
         >>> picker = tool_retriever(tools, k=2, budget=(4, 8))                   # doctest: +SKIP
         >>> agent = FunctionAgent(tools=picker.retrieve("convert 3 km to miles"), llm=llm)  # doctest: +SKIP
     """
+    if "index" in retriever_options or "engine" in retriever_options:
+        raise InvalidInputError("tool_retriever indexes exactly the given tools; do not pass index= or engine=")
     tools = list(tools)
     if not tools:
         raise InvalidInputError("tool_retriever needs at least one tool")

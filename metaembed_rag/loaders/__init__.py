@@ -16,8 +16,8 @@ from typing import Literal, Union
 
 from PIL import Image
 
-from ..errors import LoaderError
-from .discovery import SUPPORTED_SUFFIXES, discover_files
+from ..errors import InvalidInputError, LoaderError
+from .discovery import SUPPORTED_SUFFIXES, discover_files, require_existing
 from .images import IMAGE_SUFFIXES, ImageDocument, looks_like_image
 from .ocr import INSTALL_HINT, ocr_available, ocr_image
 from .pdf import (
@@ -88,11 +88,17 @@ def load_pages(
 ) -> Iterator[PageRecord]:
     """Stream page records from files, folders (recursive), glob patterns, bytes or PIL images.
 
-    Files that cannot be loaded are logged and appended to ``failures`` (``on_error="warn"``), or raise
+    A path or glob that does not exist (matches nothing) raises
+    :class:`~metaembed_rag.errors.InputNotFoundError` (a ``FileNotFoundError``) before any page is read. Files
+    that exist but cannot be loaded are logged and appended to ``failures`` (``on_error="warn"``), or raise
     :class:`~metaembed_rag.errors.LoaderError` (``on_error="raise"``).
     """
     if isinstance(sources, (str, os.PathLike, bytes, bytearray, Image.Image)):
         sources = [sources]
+    if sources is None:
+        raise InvalidInputError("no input given: pass a file, folder, glob, bytes or a PIL image")
+    sources = list(sources)
+    require_existing(sources)
     failures = failures if failures is not None else []
 
     def fail(failure: LoadFailure) -> None:
@@ -150,5 +156,6 @@ __all__ = [
     "ocr_image",
     "open_document",
     "render_zoom",
+    "require_existing",
     "sha256_of",
 ]

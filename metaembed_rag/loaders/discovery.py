@@ -19,6 +19,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .images import IMAGE_SUFFIXES
 from .records import LoadFailure
@@ -72,7 +73,7 @@ def discover_files(
         elif _GLOB_CHARS & set(str(raw)):
             matches = sorted(glob.glob(str(raw), recursive=True))
             if not matches:
-                failures.append(LoadFailure(str(raw), "the pattern matches no file"))
+                failures.append(LoadFailure(str(raw), "the pattern matches no file", missing=True))
             for match in matches:
                 match_path = Path(match)
                 if match_path.is_dir():
@@ -81,8 +82,37 @@ def discover_files(
                 else:
                     keep(match_path, explicit=False)
         else:
-            failures.append(LoadFailure(str(raw), "no such file or folder"))
+            failures.append(LoadFailure(str(raw), "no such file or folder", missing=True))
     return files, failures
+
+
+def require_existing(paths: str | os.PathLike | Iterable[Any]) -> None:
+    """Raise :class:`~metaembed_rag.errors.InputNotFoundError` naming every path (or glob) in ``paths`` that
+    does not exist (matches nothing); bytes and images in ``paths`` are ignored.
+
+    Example:
+        >>> require_existing(["/no/such/folder/"])
+        Traceback (most recent call last):
+        metaembed_rag.errors.InputNotFoundError: /no/such/folder/: no such file or folder
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    missing = []
+    for raw in paths:
+        if not isinstance(raw, (str, os.PathLike)):
+            continue
+        path = Path(raw)
+        if path.exists() or path.is_symlink():
+            continue
+        if _GLOB_CHARS & set(str(raw)):
+            if not glob.glob(str(raw), recursive=True):
+                missing.append(f"{raw}: the pattern matches no file")
+        else:
+            missing.append(f"{raw}: no such file or folder")
+    if missing:
+        from ..errors import InputNotFoundError
+
+        raise InputNotFoundError("; ".join(missing))
 
 
 def _walk(root: Path, failures: list[LoadFailure]) -> list[Path]:

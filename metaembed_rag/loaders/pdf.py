@@ -262,6 +262,9 @@ class PdfDocument:
                 record.render_size = record.image.size
             except Exception as exc:
                 record.problem = f"cannot render page: {exc}"
+        if text and not record.has_text and not bomb and not record.problem and _is_blank(page):
+            record.extra["blank"] = True  # nothing to recognise: no OCR, and "blank" rather than "scanned"
+            return record
         if text and ocr and not record.has_text and not bomb:
             image = record.image if record.image is not None and (record.dpi or 0) >= ocr_dpi else None
             try:
@@ -285,6 +288,14 @@ def _text_flags() -> int:
 def _clean_text(value: str) -> str:
     lines = [line.rstrip() for line in value.replace("\x00", "").splitlines()]
     return "\n".join(lines).strip()
+
+
+def _is_blank(page) -> bool:
+    """Whether a page without text has nothing else either (no image, no vector drawing)."""
+    try:
+        return not page.get_images(full=False) and not page.get_drawings()
+    except Exception:
+        return False
 
 
 def _has_content(page) -> bool:

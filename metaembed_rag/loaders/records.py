@@ -67,11 +67,13 @@ class PageRecord:
 
 @dataclass(frozen=True)
 class LoadFailure:
-    """A file (or a page of it, when ``page`` is set) that could not be loaded, and why."""
+    """A file (or a page of it, when ``page`` is set) that could not be loaded, and why; ``missing``: the path
+    (or glob) given does not exist (matches nothing)."""
 
     source: str
     reason: str
     page: int | None = None
+    missing: bool = False
 
     def __str__(self) -> str:
         where = f"{self.source} (page {self.page})" if self.page is not None else self.source

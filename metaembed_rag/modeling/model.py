@@ -349,6 +349,76 @@ class MetaEmbedModel(nn.Module):
             "backbone": dict(self.backbone_identity),
         }
 
+    # ---------------------------------------------------------------------------------------- text capacity
+    def text_capacity(self, side: Side = "document") -> int:
+        """Text tokens the model reads of one text-only input: ``max_length`` minus the meta tokens, the special
+        (template) tokens and the side's prompt. Longer texts are truncated by :meth:`encode` (with a warning);
+        :meth:`split_document` and the searcher split documents into windows of this size instead.
+
+        Example:
+            >>> MetaEmbedModel.from_pretrained(STARTER_MODEL).text_capacity()     # doctest: +SKIP
+            126
+        """
+        side = _check_side(side)
+        prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
+        return max(0, self.family.max_length - sum(self._meta_sizes(side)) - self.family.text_overhead(prompt))
+
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens of the model's tokenizer each text has (no special tokens)."""
+        return self.family.count_tokens(list(texts))
+
+    def split_document(
+        self,
+        text: str,
+        *,
+        window_tokens: int | None = None,
+        overlap: int | None = None,
+        max_windows: int | None = None,
+    ):
+        """Windows of ``text`` that each fit the model (see :mod:`metaembed_rag.windows`); a ``WindowPlan``.
+
+        ``window_tokens`` defaults to (and may not exceed) :meth:`text_capacity`.
+        """
+        from ..windows import DEFAULT_MAX_WINDOWS, plan_windows
+
+        capacity = self.text_capacity("document")
+        size = capacity if window_tokens is None else window_tokens
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= capacity:
+            raise InvalidInputError(f"window_tokens must be an integer in [1, {capacity}] for this model, got {size!r}")
+        return plan_windows(
+            text,
+            self.family.token_offsets,
+            size,
+            overlap=overlap,
+            max_windows=DEFAULT_MAX_WINDOWS if max_windows is None else max_windows,
+            count=lambda piece: self.family.count_tokens([piece])[0],
+        )
+
+    def _warn_truncation(self, items: Sequence[ModelInput], side: Side) -> None:
+        texts = [(i, item.text) for i, item in enumerate(items) if item.text and item.image is None]
+        if not texts:
+            return
+        capacity = self.text_capacity(side)
+        counts = self.family.count_tokens([t for _, t in texts])
+        long = [n for n in counts if n > capacity]
+        if not long:
+            return
+        what = "query" if side == "query" else "document"
+        advice = (
+            "shorten the query"
+            if side == "query"
+            else "index documents through MetaEmbedSearcher / DocumentCollection, which split long texts into "
+            "windows, or split them with model.split_document()"
+        )
+        warnings.warn(
+            f"{len(long)} {what} text(s) exceed the {capacity} text tokens this model reads "
+            f"(max_length {self.family.max_length}; the longest has {max(long)} tokens): only the first {capacity} "
+            f"tokens are encoded; {advice}",
+            UserWarning,
+            stacklevel=4,
+        )
+        logger.warning("%d %s text(s) truncated to the model's %d text tokens", len(long), what, capacity)
+
     # ------------------------------------------------------------------------------------------- forward
     def prepare(self, inputs: Sequence[EncodeInput | ModelInput], side: Side) -> PreparedBatch:
         """Normalise and collate ``inputs`` for one side (images are loaded here)."""
@@ -419,6 +489,7 @@ class MetaEmbedModel(nn.Module):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         items = to_model_inputs(inputs)
+        self._warn_truncation(items, side)
         keep = self.num_query_tokens if side == "query" else self.num_candidate_tokens
         if budget is not None:
             b = resolve_budget(budget, max_query=self.num_query_tokens, max_candidate=self.num_candidate_tokens)

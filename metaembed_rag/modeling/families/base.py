@@ -99,6 +99,27 @@ class BackboneFamily(ABC):
         """The token embedding layer whose output the meta tokens overwrite."""
         return self.backbone.get_input_embeddings()
 
+    # --- text capacity ---------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The text tokenizer (the processor itself for text-only families)."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def text_overhead(self, prompt: str) -> int:
+        """Positions a text-only item takes besides its own text and the meta tokens (specials, template, prompt)."""
+        return len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets ``(start, end)`` of the tokens of ``text`` (no special tokens)."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(int(s), int(e)) for s, e in encoded["offset_mapping"]]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text (no special tokens), as :meth:`prepare` counts them."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
     # --- batching ------------------------------------------------------------------------------------------
     @abstractmethod
     def prepare(self, items: Sequence[ModelInput], prompt: str, meta_sizes: tuple[int, ...]) -> Batch:

@@ -113,6 +113,16 @@ class Qwen2VLFamily(BackboneFamily):
         self._prefix = self._special_ids("<|im_start|>user\n")
         self._suffix = self._special_ids("<|im_end|>\n")
 
+    def text_overhead(self, prompt: str) -> int:
+        prompt_ids = self.processor.tokenizer(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return len(self._prefix) + len(self._suffix) + len(prompt_ids)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.processor.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def _special_ids(self, template: str) -> list[int]:
         return list(self.processor.tokenizer(template, add_special_tokens=False)["input_ids"])
 
@@ -184,7 +194,15 @@ class Qwen2VLFamily(BackboneFamily):
                 ids += [self.vision_start_id, *[self.image_token_id] * next(next_image), self.vision_end_id]
             budget = max(0, self.max_length - num_meta - len(ids) - len(self._suffix))
             if len(text_ids) > budget:
-                logger.debug("truncating a text of %d tokens to %d", len(text_ids), budget)
+                if item.image is not None:  # (text-only inputs are warned about by MetaEmbedModel.encode)
+                    logger.warning(
+                        "an image takes %d of the model's %d positions: its text of %d tokens is cut to %d "
+                        "(lower the image processor's max_pixels or raise max_length to keep more)",
+                        len(ids),
+                        self.max_length,
+                        len(text_ids),
+                        budget,
+                    )
                 text_ids = text_ids[:budget]
             rows.append([*ids, *text_ids, *self._suffix])
 

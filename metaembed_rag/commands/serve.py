@@ -1,0 +1,51 @@
+"""``metaembed-rag serve``: keep the model and index loaded and answer searches over HTTP or MCP (stdio)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ._common import add_index_option, add_model_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve searches over HTTP (JSON) or as an MCP server, with the model loaded once",
+        description="Load the index and its model once, then answer searches: JSON over HTTP (POST /search, "
+        "GET /health, GET /info) on localhost by default, or as an MCP server over stdio (--mcp).",
+    )
+    add_index_option(parser)
+    add_model_options(parser, for_search=True)
+    parser.add_argument("--mcp", action="store_true", help="serve as an MCP server over stdio instead of HTTP")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--token", default=None, help="require 'Authorization: Bearer TOKEN' (default: $METAEMBED_RAG_TOKEN)"
+    )
+    parser.add_argument("--max-concurrency", type=int, default=2, help="searches run at once (default 2)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..collection import load_model
+    from ..serving import TOKEN_ENV, SearchService, make_http_server, run_mcp
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype) if args.model else None
+    service = SearchService.open(args.index, model=model, max_concurrency=args.max_concurrency)
+    if args.mcp:
+        run_mcp(service)
+        return 0
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    server = make_http_server(service, host=args.host, port=args.port, token=token)
+    host, port = server.server_address[:2]
+    sys.stdout.write(f"serving {len(service.engine.index)} pages on http://{host}:{port} (Ctrl-C to stop)\n")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

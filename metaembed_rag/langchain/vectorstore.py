@@ -1,0 +1,197 @@
+"""``MetaEmbedVectorStore``: a LangChain ``VectorStore`` over any store of the package, scored by budgeted MaxSim.
+
+Example:
+    >>> store = MetaEmbedVectorStore(model=model)                                       # doctest: +SKIP
+    >>> store.add_texts(["Paris is in France."], metadatas=[{"topic": "geo"}], ids=["p"])  # doctest: +SKIP
+    >>> store.similarity_search_with_score("capital of France?", k=1, budget=(16, 64))   # doctest: +SKIP
+    >>> retriever = store.as_retriever(search_kwargs={"k": 3, "budget": (4, 8)})         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+from ..budget import BudgetLike
+from ..errors import DocumentNotFoundError, InvalidInputError
+from ..index.base import Cascade
+from ..inputs import ModelInput
+from ..lazy_searcher import LazySearcher, _metadatas
+from ..results import TEXT_KEY, RetrievedPage
+from ..searcher import document_id
+from .embeddings import MetaEmbedEmbeddings
+
+logger = logging.getLogger(__name__)
+
+SEARCH_KWARGS = ("budget", "cascade", "filter")
+"""Keyword arguments every search method accepts besides ``k``."""
+
+
+class MetaEmbedVectorStore(VectorStore):
+    """Texts and documents embedded as MetaEmbed multi-vectors, searched by MaxSim at a per-call budget.
+
+    ``model``: a ``MetaEmbedModel``, a checkpoint path, or ``None`` (the starter model). ``store``: any
+    :class:`~metaembed_rag.index.base.MultiVectorStore` (``MultiVectorIndex``, ``QdrantMultiVectorStore`` …) or
+    ``None`` for a new in-memory index. ``budget``/``cascade`` are the defaults of every search; each search
+    method also takes ``budget=``, ``cascade=`` and ``filter=`` (the operator set of
+    :mod:`metaembed_rag.filters`). Scores are normalised MaxSim (in ``[-1, 1]``); relevance scores map them to
+    ``[0, 1]``. Documents come back with their own metadata only (no score or budget keys added), and
+    ``Document.id`` set.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        store: Any = None,
+        *,
+        budget: BudgetLike = (8, 16),
+        cascade: Cascade = None,
+        engine: LazySearcher | None = None,
+    ) -> None:
+        self.engine = engine or LazySearcher(model=model, index=store)
+        self.budget = budget
+        self.cascade = cascade
+
+    # --------------------------------------------------------------------------------------------- basics
+    @property
+    def embeddings(self) -> Embeddings:
+        """The single-vector (1,1) view of the same model (for code that asks a store for its embeddings)."""
+        return MetaEmbedEmbeddings(engine=self.engine)
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return lambda score: (score + 1.0) / 2.0
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | None = None,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> MetaEmbedVectorStore:
+        """A new store holding ``texts``; ``embedding`` may be ``None`` or a :class:`MetaEmbedEmbeddings` (whose
+        model is then used); other LangChain embeddings cannot make multi-vectors and are refused."""
+        if embedding is not None:
+            if not isinstance(embedding, MetaEmbedEmbeddings):
+                raise InvalidInputError(
+                    f"MetaEmbedVectorStore embeds with a MetaEmbed model; got {type(embedding).__name__}. "
+                    "Pass embedding=None (and model=...) or a MetaEmbedEmbeddings"
+                )
+            kwargs.setdefault("engine", embedding.engine)
+        store = cls(**kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    # ---------------------------------------------------------------------------------------------- write
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Embed and store texts (upsert by id); returns their ids (content hashes when none are given)."""
+        if kwargs:
+            raise InvalidInputError(f"unknown add_texts option(s) {sorted(kwargs)}")
+        texts = list(texts)
+        if ids is not None:
+            ids = list(ids)
+            if len(ids) != len(texts):
+                raise InvalidInputError(f"got {len(texts)} texts but {len(ids)} ids")
+            if any(i is None for i in ids):  # LangChain passes Document.id, which may be None: use content hashes
+                metas = _metadatas(metadatas, len(texts))
+                ids = [
+                    i if i is not None else document_id(ModelInput(text=t), {**m, TEXT_KEY: t})
+                    for i, t, m in zip(ids, texts, metas, strict=True)
+                ]
+        for position, metadata in enumerate(metadatas or []):
+            if metadata and TEXT_KEY in metadata:
+                raise InvalidInputError(
+                    f"metadata #{position} has the key {TEXT_KEY!r}, which this store uses for the text itself"
+                )
+        return self.engine.add_texts(texts, metadatas, ids)
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id; ids that are not stored are skipped (logged), as LangChain stores do."""
+        if ids is None:
+            raise InvalidInputError("delete needs the ids to delete (deleting everything is not done implicitly)")
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return True
+        try:
+            self.engine.index.delete(ids)
+        except DocumentNotFoundError:
+            present = [doc_id for doc_id in ids if self._exists(doc_id)]
+            logger.info("delete: %d of %d ids are not in the store", len(ids) - len(present), len(ids))
+            if present:
+                self.engine.index.delete(present)
+        return True
+
+    def _exists(self, doc_id: str) -> bool:
+        try:
+            self.engine.index.get([doc_id])
+        except DocumentNotFoundError:
+            return False
+        return True
+
+    # ----------------------------------------------------------------------------------------------- read
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The stored documents with these ids (unknown ids are left out)."""
+        found = []
+        for doc_id in dict.fromkeys(ids):
+            try:
+                stored = self.engine.index.get([doc_id])[0]
+            except DocumentNotFoundError:
+                continue
+            found.append(_document(doc_id, stored.metadata))
+        return found
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k=k, **kwargs)]
+
+    def similarity_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
+        """``(document, normalised MaxSim)`` pairs, best first; takes ``budget``, ``cascade``, ``filter``."""
+        return [(_document(p.id, p.metadata), p.score) for p in self._search(query, k, kwargs)]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        return [(doc, (score + 1.0) / 2.0) for doc, score in self.similarity_search_with_score(query, k, **kwargs)]
+
+    def max_marginal_relevance_search(
+        self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """MaxSim picks ``fetch_k`` candidates; MMR over their (1,1) vectors picks ``k`` diverse ones."""
+        import numpy as np
+        from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+        pages = self._search(query, max(fetch_k, k), kwargs)
+        if not pages:
+            return []
+        stored = self.engine.index.get([p.id for p in pages])
+        candidates = np.array([s.embeddings[0].tolist() for s in stored], dtype=np.float32)
+        query_vector = np.array(self.engine.single_vectors([query], "query")[0], dtype=np.float32)
+        chosen = maximal_marginal_relevance(query_vector, candidates, lambda_mult=lambda_mult, k=k)
+        return [_document(pages[i].id, pages[i].metadata) for i in chosen]
+
+    def _search(self, query: Any, k: int, options: dict[str, Any]) -> list[RetrievedPage]:
+        unknown = set(options) - set(SEARCH_KWARGS)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown search option(s) {sorted(unknown)}; allowed: k, {', '.join(SEARCH_KWARGS)}"
+            )
+        options = {"budget": self.budget, "cascade": self.cascade, **options}
+        return self.engine.retrieve(query, k=k, **options)
+
+
+def _document(doc_id: str, metadata: dict[str, Any]) -> Document:
+    user = {key: value for key, value in metadata.items() if key != TEXT_KEY}
+    return Document(page_content=str(metadata.get(TEXT_KEY) or ""), metadata=user, id=doc_id)

@@ -1,0 +1,251 @@
+"""A long-running search service for agents and scripts: the model and index load once, queries take milliseconds.
+
+:class:`SearchService` answers searches on an index built by ``metaembed-rag index`` with bounded concurrency.
+:func:`make_http_server` serves it as JSON over HTTP (standard library only); :func:`run_mcp` as an MCP server
+over stdio (the official ``mcp`` SDK, ``pip install 'metaembed-rag[serve]'``). ``metaembed-rag serve`` runs either.
+
+HTTP API (JSON in, JSON out; errors are ``{"error": {"type": ..., "message": ...}}`` with a 4xx/5xx status)::
+
+    GET  /health      {"status": "ok", "pages": N}
+    GET  /info        what the index holds (pages, files, model)
+    POST /search      {"query": "...", "k": 5, "budget": [8, 16], "filter": {...}, "cascade": [[1, 1], 100]}
+
+With a token (``--token`` or ``$METAEMBED_RAG_TOKEN``) every request needs ``Authorization: Bearer TOKEN``.
+
+Example:
+    >>> service = SearchService.open(".metaembed/default")                  # doctest: +SKIP
+    >>> server = make_http_server(service, port=8765)                        # doctest: +SKIP
+    >>> server.serve_forever()                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .budget import Budget
+from .errors import InvalidInputError, MetaEmbedError
+from .lazy_searcher import LazySearcher
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "METAEMBED_RAG_TOKEN"
+MAX_BODY_BYTES = 1 << 20
+MAX_K = 100
+
+
+class BusyError(MetaEmbedError, RuntimeError):
+    """Every search slot stayed busy for longer than the wait allowed."""
+
+
+class SearchService:
+    """Searches on one index with one model, at most ``max_concurrency`` at a time (others wait ``wait_s``)."""
+
+    def __init__(self, engine: LazySearcher, *, max_concurrency: int = 2, wait_s: float = 30.0) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        self.engine = engine
+        self.wait_s = wait_s
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    @classmethod
+    def open(cls, index: str | os.PathLike | None = None, *, model: Any = None, **options: Any) -> SearchService:
+        """The service over an index built by ``metaembed-rag index`` (see ``LazySearcher.for_collection``),
+        with its model loaded now, once."""
+        service = cls(LazySearcher.for_collection(index, model=model), **options)
+        service.engine.searcher  # noqa: B018 - load the model and the index before serving
+        return service
+
+    def describe(self) -> str:
+        """One sentence on what the index holds, for a tool description."""
+        index = self.engine.index
+        sources = sorted({os.path.basename(str(s)) for s in _sources(index) if s})
+        shown = ", ".join(sources[:8]) + (f" and {len(sources) - 8} more" if len(sources) > 8 else "")
+        model = self.engine.model.identity.get("name", "a MetaEmbed model")
+        return (
+            f"Search {len(index)} pages from {len(sources)} file(s) ({shown}) indexed with {model}. "
+            "Returns the best pages (file, page, score, text) for a question or keywords."
+        )
+
+    def info(self) -> dict[str, Any]:
+        index = self.engine.index
+        return {
+            "pages": len(index),
+            "files": sorted({str(s) for s in _sources(index) if s}),
+            "model": self.engine.model.identity.get("name"),
+            "stored_vectors": index.stored_vectors,
+            "description": self.describe(),
+        }
+
+    def search(
+        self, query: Any, *, k: Any = 5, budget: Any = (8, 16), filter: Any = None, cascade: Any = None
+    ) -> list[dict[str, Any]]:
+        """The ``k`` best pages as JSON-ready dicts (id, score, source, page, text, metadata)."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        parsed = Budget.parse(budget if not isinstance(budget, list) else tuple(budget))
+        if cascade is not None:
+            if not isinstance(cascade, (list, tuple)) or len(cascade) != 2:
+                raise InvalidInputError(f"cascade must be [[r_q, r_c], n_candidates], got {cascade!r}")
+            cascade = (Budget.parse(tuple(cascade[0]) if isinstance(cascade[0], list) else cascade[0]), cascade[1])
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise BusyError(f"all search slots stayed busy for {self.wait_s:.0f} s; try again later")
+        try:
+            pages = self.engine.retrieve(query, budget=parsed, k=k, filter=filter, cascade=cascade)
+        finally:
+            self._slots.release()
+        return [
+            {
+                "id": p.id,
+                "score": p.score,
+                "source": p.source,
+                "page": p.page,
+                "text": p.text,
+                "metadata": p.as_metadata(image=None),
+            }
+            for p in pages
+        ]
+
+
+def _sources(index: Any) -> list[Any]:
+    try:
+        ids = index.find_ids(None)
+        return [doc.metadata.get("source") for doc in index.get(ids)] if len(ids) <= 10_000 else []
+    except NotImplementedError:
+        return []
+
+
+# ------------------------------------------------------------------------------------------------------ HTTP
+def make_http_server(
+    service: SearchService, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+) -> ThreadingHTTPServer:
+    """An HTTP server for ``service`` (call ``serve_forever()``); ``port=0`` picks a free port."""
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        logger.warning("serving on %s without a token: anyone who can reach this address can search the index", host)
+
+    class Handler(_Handler):
+        pass
+
+    Handler.service = service
+    Handler.token = token
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    service: SearchService
+    token: str | None = None
+    server_version = "metaembed-rag"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        if self.path == "/health":
+            self._send(200, {"status": "ok", "pages": len(self.service.engine.index)})
+        elif self.path == "/info":
+            self._send(200, self.service.info())
+        else:
+            self._error(404, "NotFound", f"no such endpoint {self.path!r}; use /health, /info or POST /search")
+
+    def do_POST(self) -> None:
+        if not self._authorised():
+            return
+        if self.path != "/search":
+            self._error(404, "NotFound", f"no such endpoint {self.path!r}; POST /search")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._error(413, "PayloadTooLarge", f"the body must be JSON of at most {MAX_BODY_BYTES} bytes")
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._error(400, "InvalidJSON", f"the body is not valid JSON: {exc}")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "InvalidInputError", 'the body must be a JSON object such as {"query": "..."}')
+            return
+        unknown = set(body) - {"query", "k", "budget", "filter", "cascade"}
+        if unknown:
+            self._error(400, "InvalidInputError", f"unknown field(s) {sorted(unknown)}")
+            return
+        start = time.perf_counter()
+        try:
+            results = self.service.search(
+                body.get("query"),
+                k=body.get("k", 5),
+                budget=body.get("budget", [8, 16]),
+                filter=body.get("filter"),
+                cascade=body.get("cascade"),
+            )
+        except BusyError as exc:
+            self._error(503, type(exc).__name__, str(exc))
+            return
+        except MetaEmbedError as exc:
+            self._error(400, type(exc).__name__, str(exc))
+            return
+        except Exception:  # a bug: log it, tell the client without leaking internals
+            logger.exception("search failed")
+            self._error(500, "InternalError", "the search failed; see the server log")
+            return
+        self._send(200, {"results": results, "ms": round((time.perf_counter() - start) * 1000, 2)})
+
+    def _authorised(self) -> bool:
+        if not self.token:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return True
+        self._error(401, "Unauthorized", "missing or wrong token (send Authorization: Bearer TOKEN)")
+        return False
+
+    def _error(self, status: int, kind: str, message: str) -> None:
+        self._send(status, {"error": {"type": kind, "message": message}})
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+# ------------------------------------------------------------------------------------------------------- MCP
+def build_mcp_server(service: SearchService) -> Any:
+    """An MCP server (official ``mcp`` SDK) with one tool, ``search``, described by what the index holds."""
+    from .errors import require
+
+    require("mcp", "serve", "the MCP server")
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    server = MCPServer(name="metaembed-rag", instructions=service.describe())
+
+    @server.tool(name="search", description=service.describe())
+    def search(query: str, k: int = 5, budget: list[int] | None = None, filter: dict | None = None) -> dict:
+        """Search the index; ``budget`` is [r_q, r_c] (default [8, 16]); ``filter`` a metadata filter dict."""
+        try:
+            return {"results": service.search(query, k=k, budget=budget or [8, 16], filter=filter)}
+        except MetaEmbedError as exc:  # bad input: the client gets the reason (crashes stay generic)
+            raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+
+    return server
+
+
+def run_mcp(service: SearchService) -> None:
+    """Serve ``service`` as an MCP server over stdio until the client disconnects."""
+    build_mcp_server(service).run("stdio")
