@@ -87,7 +87,7 @@ def main() -> None:
         "|---|---|---|",
     ]
     for mode, seconds in data["seconds_per_page_median"].items():
-        lines.append(f"| {mode} | {seconds:.2f} | {1 / seconds:.2f} |")
+        lines.append(f"| {mode} | {seconds:.2f} | {1 / seconds:.3f} |")
     lines += ["", f"Same recognised text in {same} of {len(pages)} pages."]
     (RESULTS / "ocr.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

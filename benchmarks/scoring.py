@@ -742,6 +742,10 @@ def roofline_markdown(section: dict[str, Any]) -> list[str]:
             f"{r['fraction_of_floor']:.0%} ({r['fraction_of_best_floor']:.0%}) | {agreement} | "
             f"{'; '.join(peers) or '–'} |"
         )
+    if section.get("partial"):
+        shapes = sorted({f"{r['n']:,} x {r['dim']}" for r in section["rows"]})
+        lines += ["", f"Partial run: stopped at the session's deadline after the shapes {', '.join(shapes)} (N x d); "
+                  "the larger shapes were not reached."]  # fmt: skip
     skipped = sorted({f"{n}: {p['skipped']}" for r in section["rows"] for n, p in (r.get("peers") or {}).items()
                       if "skipped" in p})  # fmt: skip
     if skipped:

@@ -237,6 +237,7 @@ def word_offsets(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
+_WINDOW_ID = re.compile(re.escape(WINDOW_ID_SEPARATOR) + r"[1-9][0-9]*$")
 _NO_SPACE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u0e00-\u0e7f]")
 _WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 
@@ -283,7 +284,8 @@ def stored_page_ids(store: Any) -> list[str]:
     ids = getattr(store, "ids", None)
     if ids is None:
         raise InvalidInputError(f"{type(store).__name__} cannot list its documents (needed to rebuild its BM25 side)")
-    metas = lookup_metadata(store, ids)
+    maybe = [doc_id for doc_id in ids if _WINDOW_ID.search(doc_id)]  # only these can be windows k >= 1
+    metas = lookup_metadata(store, maybe)
     return [doc_id for doc_id in ids if (window_info(metas.get(doc_id)) or {"index": 0})["index"] == 0]
 
 

@@ -66,7 +66,7 @@ def test_index_search_is_unchanged_by_the_fast_path(monkeypatch):
         assert fast.use_low_precision(index._snapshot.values, 600, 12)
         got = index.search(queries, budget=(8, 16), k=12)
         assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in slow]
-        got = index.search(queries, budget=(8, 16), k=5, filter=lambda m: m["n"] % 3 == 0)
+        got = index.search(queries, budget=(8, 16), k=5, filter=lambda m: m["n"] % 3 == 0)  # gathered rows
         assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in slow_filtered]
         index.add(["extra"], unit(1, 16, 32, seed=11))  # the norm bound follows appends
         index.delete(["d0"])

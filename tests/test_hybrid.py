@@ -153,3 +153,18 @@ def test_collection_and_cli_hybrid(small_model, tmp_path, capsys, monkeypatch):
     assert out["hybrid"] is True and out["hits"][0]["page"] == 5
     reopened.delete_source(pdf)
     assert len(reopened.lexical) == 0
+
+
+def test_adapters_take_hybrid_at_construction_and_per_call(small_model):
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from metaembed_rag.langchain import MetaEmbedRetriever as LangChainRetriever
+    from metaembed_rag.llama_index import MetaEmbedRetriever as LlamaRetriever
+
+    retriever = LangChainRetriever.from_texts(DOCS, model=small_model, budget=(4, 8), k=1, hybrid=True)
+    assert "zxqv" in retriever.invoke("zxqv")[0].page_content
+    assert "hybrid" in retriever.invoke("zxqv")[0].metadata
+    assert "hybrid" not in retriever.invoke("zxqv", hybrid=False)[0].metadata
+    llama = LlamaRetriever(engine=retriever.engine, budget=(4, 8), k=1, hybrid=True)
+    node = llama.retrieve("zxqv")[0]
+    assert "zxqv" in node.node.get_content() and "hybrid" in node.node.metadata

@@ -47,8 +47,11 @@ def test_checkpoint_roundtrip_with_lora_and_projection(tiny_qwen_dir, tmp_path):
             if "lora_B" in name:
                 param.normal_(std=0.05)
     path = model.save_pretrained(tmp_path / "vlm")
-    loaded = MetaEmbedModel.from_pretrained(path)
-    assert loaded.config.family == "qwen2_vl" and loaded.embedding_dim == 16
+    loaded = MetaEmbedModel.from_pretrained(path, merge_adapter=False)
+    merged = MetaEmbedModel.from_pretrained(path)  # inference default: LoRA folded into the weights
+    assert loaded.config.family == "qwen2_vl" and loaded.embedding_dim == 16 and merged.adapter_merged
     inputs = ["text", picture(56, 40, 7), (picture(40, 40, 8), "pair")]
     for side in ("query", "document"):
-        assert torch.equal(model.encode(inputs, side), loaded.encode(inputs, side))
+        expected = model.encode(inputs, side)
+        assert torch.equal(expected, loaded.encode(inputs, side))
+        assert torch.allclose(expected, merged.encode(inputs, side), atol=1e-5)

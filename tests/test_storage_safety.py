@@ -565,3 +565,16 @@ def test_qdrant_edge_refuses_a_folder_with_foreign_files(tmp_path):
     with pytest.raises(UnsafePathError, match=r"report\.pdf"):
         QdrantMultiVectorStore.embedded(tmp_path, collection_name="docs", dim=8, stored_budgets=[(1, 4)])
     assert sorted(p.name for p in folder.iterdir()) == ["report.pdf"]
+
+
+def test_a_merged_model_keeps_the_fingerprint_of_its_separate_adapter(tmp_path, tiny_text_checkpoint):
+    from metaembed_rag import MetaEmbedModel
+
+    model = MetaEmbedModel.from_pretrained(tiny_text_checkpoint)
+    model.add_lora(r=2, target_modules=["query"])
+    path = model.save_pretrained(tmp_path / "lora")
+    separate = MetaEmbedModel.from_pretrained(path, merge_adapter=False)
+    merged = MetaEmbedModel.from_pretrained(path)
+    assert merged.adapter_merged and merged.fingerprint == separate.fingerprint
+    with pytest.raises(CheckpointError, match="merged"):
+        merged.invalidate_fingerprint()

@@ -204,6 +204,13 @@ def test_collection_cli_info_and_delete_count_windows(small_model, tmp_path, cap
     assert report.index_pages == 2 and report.index_windows > 2
     assert len(collection) == 2 and collection.window_count == report.index_windows
     assert any("blank" in f.reason for f in report.pages_skipped)  # a blank page is reported as blank
+    assert not any("scanned" in f.reason for f in report.pages_skipped)
+    import metaembed_rag.pipeline as pipeline
+
+    with pytest.MonkeyPatch.context() as patch:  # installing OCR later does not re-embed the file for it
+        patch.setattr(pipeline, "ocr_available", lambda: True)
+        again = index_files(collection, [pdf], show_progress=False)
+    assert again.files_unchanged == 1 and again.pages_indexed == 0
     hits = collection.search("violin strings", budget=(4, 8), k=5)
     assert len(hits) == 2 and len({h.id for h in hits}) == 2
     assert main(["info", "--index", str(folder), "--json"]) == 0

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
             f"pages: {report.pages_indexed} indexed, {len(report.pages_skipped)} skipped, "
             f"{len(report.pages_failed)} failed, {report.pages_removed} removed\n"
             f"time: {report.seconds:.1f} s\n"
-            f"index: {printable(display_path(str(path)))} ({report.index_pages} pages, "
-            f"{human_bytes(report.index_bytes)}, "
+            f"index: {printable(display_path(str(path)))} ({report.index_pages} pages in "
+            f"{report.index_windows} windows, {human_bytes(report.index_bytes)}, "
             f"embedding {collection.embedding_mode})\n"
         )
         for title, items in (

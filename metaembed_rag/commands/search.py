@@ -135,13 +135,13 @@ def run(args: argparse.Namespace) -> int:
     importlib.import_module("metaembed_rag.modeling.model")  # torch + transformers: timed apart from the load
     imported = time.perf_counter()
     collection = DocumentCollection.open(path, model=args.model, device=args.device, dtype=args.dtype, mmap=True)
+    opened = time.perf_counter()
+    _ = collection.model  # first: a model that is not the index's own is the error to report
+    loaded = time.perf_counter()
     stored = collection.index.stored_vectors
     for what, b in (("--budget", budget), ("--cascade", cascade[0] if cascade else None)):
         if b is not None and b.r_c > stored:
             raise BudgetError(f"{what} asks for r_c={b.r_c} but this index stores {stored} vectors per page")
-    opened = time.perf_counter()
-    _ = collection.model
-    loaded = time.perf_counter()
     flt = {"source": {"$in": [source_key(s) for s in args.source]}} if args.source else None
     hits = collection.search(
         query,

@@ -467,6 +467,8 @@ class MultiVectorIndex(MultiVectorStore):
         the caller then scores in float32.
         """
         eligible = snap.count if rows is None else rows.numel()
+        if rows is not None and eligible >= GATHER_FRACTION * snap.count:
+            return None  # a large filtered share: the float32 path masks instead of copying the rows
         if not use_low_precision(snap.values, eligible, k):
             return None
         values = snap.values[: budget.r_c, : snap.count]

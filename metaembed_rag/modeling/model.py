@@ -554,6 +554,7 @@ class MetaEmbedModel(nn.Module):
 
     def invalidate_fingerprint(self) -> None:
         """Call after changing weights in place (training does) so :attr:`fingerprint` is recomputed."""
+        self._refuse_if_merged("recompute the fingerprint (the adapter weights are no longer separate)")
         self._fingerprint = None
         self._adapter_digest = None
 
