@@ -27,6 +27,7 @@ import ctypes.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -169,10 +170,12 @@ def real_target(target: str | os.PathLike) -> Path:
 
 
 def _leftovers(target: Path) -> list[Path]:
+    """Staging folders of ours beside ``target``: exactly ``.NAME.new-XXXXXXXX`` / ``.NAME.old-XXXXXXXX`` (mkdtemp)."""
     parent = target.parent
     if not parent.is_dir():
         return []
-    found = [*parent.glob(f".{target.name}.old-*"), *parent.glob(f".{target.name}.new-*")]
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(new|old)-[a-z0-9_]{{8}}$")
+    found = [p for p in parent.iterdir() if pattern.match(p.name)]
     return [p for p in found if p.is_dir() and not p.is_symlink()]
 
 

@@ -192,18 +192,22 @@ def test_interrupted_collection_save_does_not_restart_the_next_index_from_empty(
     assert main(["index", "papers/", "--model", tiny_text_checkpoint, "--no-progress"]) == 0
     path = papers.parent / ".metaembed" / "default"
     pages = len(DocumentCollection.open(path).index)
-    os.replace(path, path.parent / ".default.old-crash")  # as a crash between the renames leaves it
-    staging = path.parent / ".default.new-crash"
+    os.replace(path, path.parent / ".default.old-crash_01")  # as a crash between the renames leaves it
+    staging = path.parent / ".default.new-crash_01"
     staging.mkdir()
     (staging / "index").mkdir()
+    lookalike = path.parent / ".default.old-my-notes"  # not a name this package makes: never touched
+    lookalike.mkdir()
+    (lookalike / "n.txt").write_text("mine")
     extra = papers / "more.pdf"
     make_pdf(extra, ["An extra page about comets and their tails."])
     assert main(["index", "papers/", "--no-progress", "--json"]) == 0
     collection = DocumentCollection.open(path)
     assert len(collection.index) == pages + 1
-    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == ["default"]
+    left = sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock"))
+    assert left == [".default.old-my-notes", "default"] and (lookalike / "n.txt").read_text() == "mine"
     assert any("restored" in r.message for r in caplog.records)
-    assert any("removed .default.new-crash" in r.message for r in caplog.records)
+    assert any("removed .default.new-crash_01" in r.message for r in caplog.records)
 
 
 BIG_RUN = """
