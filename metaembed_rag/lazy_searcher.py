@@ -34,30 +34,18 @@ from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hi
 
 logger = logging.getLogger(__name__)
 
-_MODEL_CACHE: dict[str, Any] = {}
-_MODEL_LOCK = threading.Lock()
-
 
 def shared_model(name_or_path: str | os.PathLike | None = None):
-    """Load a model once per process and share it (``None``: the starter model).
+    """The process-wide model for a reference (``None``: the starter); see :mod:`metaembed_rag.modeling.loading`.
 
     Example:
         >>> model = shared_model("path/to/checkpoint")          # doctest: +SKIP
         >>> model is shared_model("path/to/checkpoint")         # doctest: +SKIP
         True
     """
-    from .modeling.model import MetaEmbedModel
+    from .modeling.loading import load_model
 
-    key = "<starter>" if name_or_path is None else str(name_or_path)
-    with _MODEL_LOCK:
-        if key not in _MODEL_CACHE:
-            if name_or_path is None:
-                from .starter import STARTER_MODEL
-
-                name_or_path = STARTER_MODEL
-            logger.info("loading MetaEmbed model %s", name_or_path)
-            _MODEL_CACHE[key] = MetaEmbedModel.from_pretrained(name_or_path)
-        return _MODEL_CACHE[key]
+    return load_model(name_or_path)
 
 
 def text_query(query: Any) -> str:
@@ -159,7 +147,7 @@ class LazySearcher:
         return spec
 
     def _build(self):
-        from .collection import STARTER, DocumentCollection
+        from .collection import DocumentCollection
         from .searcher import MetaEmbedSearcher
 
         spec = self._index_spec
@@ -170,7 +158,7 @@ class LazySearcher:
             if DocumentCollection.exists(path):  # an index built by `metaembed-rag index`
                 if self._model_spec is None:
                     reference = DocumentCollection.read_config(path)["model"]["reference"]
-                    model = shared_model(None if reference == STARTER else reference)
+                    model = shared_model(reference)
                 else:
                     model = self._resolve_model()
                 logger.info("using the index at %s", path.resolve())

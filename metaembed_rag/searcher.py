@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .budget import BudgetLike
-from .errors import CheckpointError, DuplicateIdError, IncompatibleModelError, InvalidInputError
+from .errors import DuplicateIdError, IncompatibleModelError, InvalidInputError
 from .fusion import HybridOptions, fuse
 from .index.base import (
     Cascade,
@@ -47,6 +47,7 @@ from .index.base import (
 from .index.memory import MultiVectorIndex, check_model_identity
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
+from .modeling.loading import resolve_model
 from .modeling.model import MetaEmbedModel
 from .windows import (
     WINDOW_KEY,
@@ -62,23 +63,6 @@ LEXICAL_DIR = "lexical"
 """Sub-folder of a saved index holding its lexical (BM25) side."""
 
 logger = logging.getLogger(__name__)
-
-
-def _resolve_model(model: MetaEmbedModel | str | os.PathLike | None) -> MetaEmbedModel:
-    if isinstance(model, MetaEmbedModel):
-        return model
-    if model is None:
-        try:
-            from .starter import STARTER_MODEL  # built separately; imported only when needed
-        except ImportError as exc:
-            raise CheckpointError(
-                "no starter model ships with this version of metaembed_rag; pass a MetaEmbedModel or a "
-                "checkpoint path as `model`"
-            ) from exc
-        model = STARTER_MODEL
-    if isinstance(model, (str, os.PathLike)):
-        return MetaEmbedModel.from_pretrained(model)
-    raise InvalidInputError(f"model must be a MetaEmbedModel, a checkpoint path/id or None, got {type(model).__name__}")
 
 
 def document_id(item: ModelInput, metadata: Mapping[str, Any] | None = None) -> str:
@@ -129,7 +113,7 @@ class MetaEmbedSearcher:
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self._model = _resolve_model(model)
+        self._model = resolve_model(model)
         if index is None:
             index = MultiVectorIndex.for_model(self._model, stored_vectors=min(64, self._model.num_candidate_tokens))
         elif not isinstance(index, MultiVectorStore):
@@ -444,7 +428,7 @@ class MetaEmbedSearcher:
         """Load a saved index with ``model`` (default: the starter model); a model mismatch is refused.
 
         ``options`` are the constructor's keyword options (``windows``, ``window_tokens`` …)."""
-        resolved = _resolve_model(model)
+        resolved = resolve_model(model)
         index = MultiVectorIndex.load(path, device=device, mmap=mmap, model=resolved)
         if "lexical" not in options:
             options["lexical"] = load_lexical(Path(path) / LEXICAL_DIR, stored_page_ids(index))

@@ -15,8 +15,9 @@ import torch
 from fixtures.locks import hold_lock_in_child
 
 from metaembed_rag.cli import main
-from metaembed_rag.collection import DocumentCollection, starter_reference
+from metaembed_rag.collection import DocumentCollection
 from metaembed_rag.loaders import ocr, ocr_available
+from metaembed_rag.modeling.loading import starter_reference
 from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
 from metaembed_rag.searcher import MetaEmbedSearcher

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..collection import load_model
+    from ..modeling.loading import load_model
     from ..serving import TOKEN_ENV, SearchService, make_http_server, run_mcp
 
     model = load_model(args.model, device=args.device, dtype=args.dtype) if args.model else None
