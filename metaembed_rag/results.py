@@ -218,18 +218,17 @@ def page_image(metadata: Mapping[str, Any], dpi: int = DEFAULT_RENDER_DPI) -> Im
     return render_pdf_page(source, page, dpi=dpi)
 
 
-def render_pdf_page(source: str | os.PathLike, page: int, dpi: int = DEFAULT_RENDER_DPI) -> Image.Image:
-    """Render one page (1-based) of a PDF to an RGB image with pymupdf."""
-    import pymupdf
+def render_pdf_page(
+    source: str | os.PathLike, page: int, dpi: int = DEFAULT_RENDER_DPI, *, password: str | None = None
+) -> Image.Image:
+    """Render one page (1-based) of a PDF through the loaders (:func:`~metaembed_rag.loaders.pdf.render_page`)."""
+    from .errors import LoaderError
+    from .loaders.pdf import render_page
 
     try:
-        with pymupdf.open(source) as doc:
-            if not 1 <= page <= doc.page_count:
-                raise ImageLoadError(f"{source} has {doc.page_count} pages; page {page} does not exist")
-            pix = doc[page - 1].get_pixmap(dpi=dpi, alpha=False)
-            return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ImageLoadError(f"cannot render page {page} of {source}: {exc}") from exc
+        return render_page(source, page, dpi=dpi, password=password)
+    except LoaderError as exc:
+        raise ImageLoadError(str(exc)) from exc
 
 
 def _pdf_page(metadata: Mapping[str, Any]) -> tuple[str, int] | None:

@@ -279,6 +279,41 @@ class PdfDocument:
         return record
 
 
+def render_page(
+    source: str | os.PathLike | bytes,
+    page: int,
+    *,
+    dpi: float = DEFAULT_DPI,
+    password: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> Image.Image:
+    """Render one page (from 1) of a PDF as indexing does: same opening checks, password, pixel and bomb guards.
+
+    Example:
+        >>> import pymupdf
+        >>> doc = pymupdf.open(); _ = doc.new_page(width=100, height=50).insert_text((10, 20), "Hi")
+        >>> render_page(doc.tobytes(), 1, dpi=72).size
+        (100, 50)
+    """
+    with PdfDocument.open(source, password=password) as document:
+        if not 1 <= page <= document.page_count:
+            raise LoaderError(f"{document.source} has {document.page_count} pages; page {page} does not exist")
+        record = next(
+            document.pages(
+                dpi=dpi,
+                text=False,
+                ocr=False,
+                max_pixels=max_pixels,
+                max_image_pixels=max_image_pixels,
+                page_numbers=[page],
+            )
+        )
+    if record.image is None:
+        raise LoaderError(f"cannot render page {page} of {document.source}: {record.problem or 'no image'}")
+    return record.image
+
+
 def _text_flags() -> int:
     pymupdf = _pymupdf()
     # Ligatures expanded ("ﬁ" -> "fi") so that text models see ordinary words.
