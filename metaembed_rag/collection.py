@@ -55,6 +55,7 @@ from .errors import (
     UnsupportedInputError,
 )
 from .modeling.loading import load_model, model_reference
+from .validation import check_k
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
@@ -617,8 +618,7 @@ class DocumentCollection:
 
         ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         budget = Budget.parse(budget)
         return self.searcher.search(
             query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid

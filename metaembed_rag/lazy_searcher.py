@@ -31,6 +31,7 @@ from .errors import IndexNotFoundError, InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
 from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hits_to_pages
+from .validation import check_k
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,7 @@ class LazySearcher:
         """
         if not isinstance(query, ModelInput):
             query = ModelInput(text=text_query(query))
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         validate_filter(filter)
         parsed = self.check_budget(budget)
         if len(self.index) == 0:

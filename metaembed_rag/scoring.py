@@ -20,6 +20,7 @@ import torch
 
 from .budget import Budget, BudgetLike, resolve_budget
 from .errors import InvalidInputError
+from .validation import check_k
 
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 """Target size of one chunk of candidate vectors converted for scoring (64 MiB)."""
@@ -236,8 +237,7 @@ def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         >>> topk(torch.tensor([[0.1, 0.9, 0.5]]), 2)[1].tolist()
         [[1, 2]]
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    check_k(k)
     k = min(k, scores.shape[-1])
     values, indices = torch.topk(scores, k, dim=-1, largest=True, sorted=True)
     return values, indices

@@ -49,6 +49,7 @@ from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.loading import resolve_model
 from .modeling.model import MetaEmbedModel
+from .validation import check_k
 from .windows import (
     WINDOW_KEY,
     lookup_metadata,
@@ -369,8 +370,7 @@ class MetaEmbedSearcher:
     def _page_search(self, embeddings, *, budget, k, filter, cascade, normalize) -> list[list[SearchHit]]:
         """The ``k`` best pages per query: window hits are fetched until ``k`` distinct pages are found (exact:
         a page not among them has every window below the last one fetched)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         rows = len(self._index)
         fetch = min(rows, k * 4)
         while True:

@@ -15,6 +15,7 @@ from ..collection import DocumentCollection, resolve_collection_path, source_key
 from ..errors import BudgetError, InvalidInputError
 from ..fusion import HybridOptions
 from ..inputs import load_image
+from ..validation import check_k
 from ..windows import WINDOW_TEXT_KEY
 from ._common import add_index_option, add_model_options, display_path, print_json, printable
 
@@ -114,8 +115,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[Budget, tuple[Budget, int
         raise InvalidInputError('give a text query or --image PATH (one of them), e.g. metaembed-rag search "..."')
     if args.query is not None and not args.query.strip():
         raise InvalidInputError("the query is empty")
-    if args.k < 1:
-        raise InvalidInputError(f"--k must be a positive integer, got {args.k}")
+    check_k(args.k, "--k")
     budget = Budget.parse(args.budget)
     cascade = parse_cascade(args.cascade)
     if cascade is not None:

@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
 from ..scoring import maxsim_vector_major, topk
+from ..validation import check_k
 from .base import (
     Cascade,
     MetadataFilter,
@@ -521,8 +522,7 @@ class MultiVectorIndex(MultiVectorStore):
         """
         queries = self._check_queries(query_embeddings)
         b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=self._stored)
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         flt = validate_filter(filter)
         coarse = self._check_cascade(cascade, b, k, queries.shape[1])
         snap = self._snapshot  # everything below works on this immutable snapshot

@@ -43,6 +43,7 @@ from ..errors import (
     StoreConnectionError,
 )
 from ..filters import FILE_NAME_KEY, SOURCE_KEY, exact_source
+from ..validation import check_k
 from .base import (
     Cascade,
     MetadataFilter,
@@ -667,8 +668,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
                 f"queries have dimension {query_embeddings.shape[2]}, collection {self.collection_name!r} "
                 f"stores {self.dim}"
             )
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         b = self._resolve_budget(budget, query_embeddings.shape[1])
         coarse: tuple[Budget, int] | None = None
         if cascade is not None:
