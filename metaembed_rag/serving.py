@@ -2,7 +2,8 @@
 
 :class:`SearchService` answers searches on an index built by ``metaembed-rag index`` with bounded concurrency.
 :func:`make_http_server` serves it as JSON over HTTP (standard library only); :func:`run_mcp` as an MCP server
-over stdio (the official ``mcp`` SDK, ``pip install 'metaembed-rag[serve]'``). ``metaembed-rag serve`` runs either.
+over stdio and :func:`run_mcp_http` over MCP's streamable HTTP (the official ``mcp`` SDK,
+``pip install 'metaembed-rag[serve]'``). ``metaembed-rag serve`` runs any of them.
 
 HTTP API (JSON in, JSON out; errors are ``{"error": {"type": ..., "message": ...}}`` with a 4xx/5xx status)::
 
@@ -249,3 +250,37 @@ def build_mcp_server(service: SearchService) -> Any:
 def run_mcp(service: SearchService) -> None:
     """Serve ``service`` as an MCP server over stdio until the client disconnects."""
     build_mcp_server(service).run("stdio")
+
+
+def mcp_http_app(service: SearchService, *, host: str = "127.0.0.1", token: str | None = None) -> Any:
+    """The MCP server as an ASGI app at ``/mcp`` (streamable HTTP), behind a bearer token when one is given."""
+    app = build_mcp_server(service).streamable_http_app(host=host)
+    return app if not token else _BearerGuard(app, token)
+
+
+def run_mcp_http(
+    service: SearchService, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+) -> None:
+    """Serve ``service`` as an MCP server over streamable HTTP (``http://HOST:PORT/mcp``) until interrupted."""
+    import uvicorn
+
+    uvicorn.run(mcp_http_app(service, host=host, token=token), host=host, port=port, log_level="warning")
+
+
+class _BearerGuard:
+    """ASGI middleware: HTTP requests without ``Authorization: Bearer TOKEN`` get a JSON 401."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = json.dumps({"error": {"type": "Unauthorized", "message": "missing or wrong token"}}).encode()
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -14,11 +14,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve searches over HTTP (JSON) or as an MCP server, with the model loaded once",
         description="Load the index and its model once, then answer searches: JSON over HTTP (POST /search, "
-        "GET /health, GET /info) on localhost by default, or as an MCP server over stdio (--mcp).",
+        "GET /health, GET /info) on localhost by default, or as an MCP server over stdio (--mcp) or streamable HTTP "
+        "(--mcp-http).",
     )
     add_index_option(parser)
     add_model_options(parser, for_search=True)
     parser.add_argument("--mcp", action="store_true", help="serve as an MCP server over stdio instead of HTTP")
+    parser.add_argument(
+        "--mcp-http", action="store_true", help="serve as an MCP server over streamable HTTP at http://HOST:PORT/mcp"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="HTTP address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765; 0 picks a free one)")
     parser.add_argument(
@@ -30,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..modeling.loading import load_model
-    from ..serving import TOKEN_ENV, SearchService, make_http_server, run_mcp
+    from ..serving import TOKEN_ENV, SearchService, make_http_server, run_mcp, run_mcp_http
 
     model = load_model(args.model, device=args.device, dtype=args.dtype) if args.model else None
     service = SearchService.open(args.index, model=model, max_concurrency=args.max_concurrency)
@@ -38,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         run_mcp(service)
         return 0
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.mcp_http:
+        sys.stdout.write(f"serving MCP on http://{args.host}:{args.port}/mcp (Ctrl-C to stop)\n")
+        sys.stdout.flush()
+        run_mcp_http(service, host=args.host, port=args.port, token=token)
+        return 0
     server = make_http_server(service, host=args.host, port=args.port, token=token)
     host, port = server.server_address[:2]
     sys.stdout.write(f"serving {len(service.engine.index)} pages on http://{host}:{port} (Ctrl-C to stop)\n")
