@@ -118,6 +118,21 @@ class LazySearcher:
         state = "loaded" if self.loaded else "not loaded"
         return f"LazySearcher(model={_describe(self._model_spec)}, index={_describe(self._index_spec)}, {state})"
 
+    def trace_params(self) -> dict[str, str]:
+        """What tracing (e.g. LangSmith) records about this engine, without loading anything."""
+        if self._searcher is not None:
+            model = self._searcher.model.config.name or self._searcher.model.config.backbone
+            store = type(self._searcher.index).__name__
+        else:
+            spec = self._model_spec
+            model = "starter" if spec is None else (str(spec) if isinstance(spec, (str, os.PathLike)) else "custom")
+            store = "MultiVectorIndex" if self._index_spec is None else _describe(self._index_spec)
+        return {
+            "ls_embedding_provider": "metaembed_rag",
+            "ls_embedding_model": model,
+            "ls_vector_store_provider": store,
+        }
+
     # ---------------------------------------------------------------------------------------------- state
     @property
     def loaded(self) -> bool:

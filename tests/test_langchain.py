@@ -411,3 +411,20 @@ def test_image_queries(request, pdf_file, tmp_path, minilm_model):
         retriever.invoke([{"type": "image", "url": "https://example.com/x.png"}])
     with pytest.raises(InvalidInputError, match="once"):
         retriever.invoke(blocks, query_image=str(query_image))
+
+
+def test_tracing_carries_the_provider_tags(retriever):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    seen: list[dict] = []
+
+    class Recorder(BaseCallbackHandler):
+        def on_retriever_start(self, serialized, query, *, metadata=None, **kwargs):
+            seen.append(dict(metadata or {}))
+
+    retriever.invoke(TEXTS[0], config={"callbacks": [Recorder()]})
+    assert seen and seen[0]["ls_embedding_provider"] == "metaembed_rag"
+    assert seen[0]["ls_vector_store_provider"] == "MultiVectorIndex"
+    assert seen[0]["ls_retriever_name"] == "metaembed" and seen[0]["ls_embedding_model"]
+    lazy = MetaEmbedRetriever()  # nothing loaded to say what it would use
+    assert lazy._get_ls_params()["ls_embedding_model"] == "starter" and not lazy.engine.loaded

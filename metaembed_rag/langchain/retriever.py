@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
+from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from pydantic import ConfigDict, Field
 
 from ..errors import InvalidInputError, UnsupportedInputError
@@ -114,6 +114,12 @@ class MetaEmbedRetriever(BaseRetriever):
         if ids is None and documents and all(d.id for d in documents):
             ids = [d.id for d in documents]
         return self.engine.add_texts([d.page_content for d in documents], [dict(d.metadata) for d in documents], ids)
+
+    def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
+        """Tracing parameters: the retriever name plus the embedding provider, model and store."""
+        params = super()._get_ls_params(**kwargs)
+        params.update(self.engine.trace_params())  # type: ignore[typeddict-item]
+        return params
 
     # ----------------------------------------------------------------------------------------- search
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
