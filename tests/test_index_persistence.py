@@ -128,7 +128,7 @@ def test_tampered_bytes_are_detected(tmp_path):
 
 def test_missing_folder_recovers_previous_version_left_by_a_crash(tmp_path):
     make().save(tmp_path / "idx")
-    os.replace(tmp_path / "idx", tmp_path / ".idx.old-abc123")  # the state between the two renames of a save
+    os.replace(tmp_path / "idx", tmp_path / ".idx.old-abc_1234")  # between the two renames of a save (mkdtemp name)
     assert len(MultiVectorIndex.load(tmp_path / "idx")) == 49
 
 
