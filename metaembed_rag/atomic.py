@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IndexLockedError, UnsafePathError
+from .errors import IndexFormatError, IndexLockedError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,32 @@ def parse_json(data: bytes | str, label: str = "JSON") -> Any:
         raise ValueError(f"{label} is nested too deeply to be read") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{label} is not UTF-8: {exc}") from None
+
+
+def read_format_file(file: str | os.PathLike, format_name: str, version: int, *, what: str) -> dict[str, Any]:
+    """Read a JSON file that names its format and version; anything else is an :class:`IndexFormatError`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.json"
+        >>> write_json_atomic(p, {"format": "x", "version": 2})
+        >>> read_format_file(p, "x", 1, what="collection file")
+        Traceback (most recent call last):
+        ...
+        metaembed_rag.errors.IndexFormatError: ... has format version 2; this metaembed-rag reads version 1 ...
+    """
+    try:
+        config = read_json(file)
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"cannot read {file}: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != format_name:
+        raise IndexFormatError(f"{file} is not a metaembed-rag {what}")
+    if config.get("version") != version:
+        raise IndexFormatError(
+            f"{file} has format version {config.get('version')!r}; this metaembed-rag reads version {version} "
+            "(upgrade metaembed-rag, or rebuild the index)"
+        )
+    return config
 
 
 # ------------------------------------------------------------------------------------------------ folders

@@ -39,7 +39,7 @@ from .atomic import (
     FolderKind,
     atomic_directory,
     folder_lock,
-    read_json,
+    read_format_file,
     readable_folder,
     real_target,
     recover_folder,
@@ -279,17 +279,7 @@ class DocumentCollection:
                 raise IndexFormatError(f"{folder} is not a metaembed-rag index (no {COLLECTION_FILE})")
             raise IndexFormatError(f"no index at {folder}; build one with: metaembed-rag index PATH")
         file = found / COLLECTION_FILE
-        try:
-            config = read_json(file)
-        except (OSError, ValueError) as exc:
-            raise IndexFormatError(f"cannot read {file}: {exc}") from exc
-        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-            raise IndexFormatError(f"{file} is not a metaembed-rag collection file")
-        if config.get("version") != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{file} has format version {config.get('version')!r}; this metaembed-rag reads version "
-                f"{FORMAT_VERSION} (upgrade metaembed-rag, or rebuild the index)"
-            )
+        config = read_format_file(file, FORMAT_NAME, FORMAT_VERSION, what="collection file")
         model = config.get("model")
         if not isinstance(model, dict) or not isinstance(model.get("reference"), str):
             raise IndexFormatError(f"{file}: 'model' must be an object with a 'reference' string")

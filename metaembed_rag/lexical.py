@@ -212,19 +212,10 @@ class LexicalIndex:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        from .atomic import read_json
+        from .atomic import read_format_file
 
         path = Path(path)
-        try:
-            config = read_json(path / CONFIG_FILE)
-        except (OSError, ValueError) as exc:
-            raise IndexFormatError(f"cannot read the lexical index at {path}: {exc}") from exc
-        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-            raise IndexFormatError(f"{path / CONFIG_FILE} is not a metaembed-rag lexical index")
-        if config.get("version") != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{path / CONFIG_FILE} has version {config.get('version')!r}; this metaembed-rag reads {FORMAT_VERSION}"
-            )
+        config = read_format_file(path / CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, what="lexical index")
         try:
             arrays = load_file(str(path / TOKENS_FILE))
             lexical = cls(k1=config["k1"], b=config["b"], method=config["method"])
