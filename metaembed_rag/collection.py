@@ -45,7 +45,7 @@ from .atomic import (
     recover_folder,
     write_json_atomic,
 )
-from .budget import Budget, BudgetLike
+from .budget import BudgetLike
 from .errors import (
     DocumentNotFoundError,
     IndexFormatError,
@@ -63,7 +63,6 @@ from .page_policy import (
     page_source,
     source_key,
 )
-from .validation import check_k
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
@@ -566,8 +565,6 @@ class DocumentCollection:
 
         ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
         """
-        check_k(k)
-        budget = Budget.parse(budget)
         return self.searcher.search(
             query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid
         )
