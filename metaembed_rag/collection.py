@@ -50,6 +50,7 @@ from .errors import (
     DocumentNotFoundError,
     IndexFormatError,
     IndexLockedError,
+    IndexNotFoundError,
     InvalidInputError,
     UnsafePathError,
 )
@@ -246,7 +247,7 @@ class DocumentCollection:
         if found is None:
             if folder.exists():
                 raise IndexFormatError(f"{folder} is not a metaembed-rag index (no {COLLECTION_FILE})")
-            raise IndexFormatError(f"no index at {folder}; build one with: metaembed-rag index PATH")
+            raise IndexNotFoundError(f"no index at {folder}; build one with: metaembed-rag index PATH")
         file = found / COLLECTION_FILE
         config = read_format_file(file, FORMAT_NAME, FORMAT_VERSION, what="collection file")
         model = config.get("model")
@@ -364,7 +365,9 @@ class DocumentCollection:
         from .searcher import load_lexical
 
         folder = cls._folder(path) or path
-        collection.lexical = load_lexical(folder / LEXICAL_DIR, [i for entry in files.values() for i in entry.ids])
+        from .windows import stored_page_ids
+
+        collection.lexical = load_lexical(folder / LEXICAL_DIR, stored_page_ids(index))
         return collection
 
     @classmethod
@@ -404,8 +407,11 @@ class DocumentCollection:
         return bool(self._upserted or self._deleted) or self._files_changed()
 
     def __len__(self) -> int:
-        """Pages in the collection (a long page stored as several windows counts once)."""
-        return sum(len(entry.ids) for entry in self.files.values())
+        """Pages in the collection (a long page stored as several windows counts once), with or without a
+        file entry in the manifest."""
+        from .windows import stored_page_ids
+
+        return len(stored_page_ids(self.index))
 
     @property
     def window_count(self) -> int:
@@ -539,15 +545,19 @@ class DocumentCollection:
         return self.lexical if self._lexical_index is self.index else None
 
     def delete_source(self, source: str | os.PathLike) -> int:
-        """Remove every page of a file; returns the number of pages removed."""
+        """Remove every page of a file (indexed by the CLI, or added with :meth:`add_pages`); returns the number of
+        pages removed. A file with no page here raises :class:`~metaembed_rag.errors.DocumentNotFoundError`."""
+        from .windows import stored_page_ids
+
         key = source_key(source)
-        entry = self.files.get(key)
-        if entry is None:
-            known = ", ".join(sorted(self.files)[:5]) or "none"
-            raise DocumentNotFoundError(f"{source} is not in the index at {self.path} (indexed files: {known})")
-        removed = self.delete_pages(entry.ids)
-        del self.files[key]
-        return removed
+        entry = self.files.pop(key, None)
+        ids = list(entry.ids) if entry is not None else []
+        known = set(ids)
+        ids += [i for i in stored_page_ids(self.index) if i.rsplit("#page=", 1)[0] == key and i not in known]
+        if entry is None and not ids:
+            listed = ", ".join(sorted(self.files)[:5]) or "none"
+            raise DocumentNotFoundError(f"{source} is not in the index at {self.path} (indexed files: {listed})")
+        return self.delete_pages(ids)
 
     # ------------------------------------------------------------------------------------------ reading
     def search(
