@@ -251,12 +251,16 @@ def _index_one(
 
     try:
         with document:
-            pages = document.pages(dpi=collection.dpi, render=not text_mode, text=True, ocr=ocr)
-            for record in pages:
+            # Pages already stored are neither read nor recognised again (OCR of a scan costs seconds).
+            todo = [n for n in range(1, document.page_count + 1) if page_id(key, n) not in resume]
+            done = [page_id(key, n) for n in range(1, document.page_count + 1) if page_id(key, n) in resume]
+            new_ids.extend(done)
+            bar.update(len(done))
+            pages = document.pages(
+                dpi=collection.dpi, render=not text_mode, text=True, ocr=ocr, page_numbers=todo or None
+            )
+            for record in pages if todo else ():
                 bar.update(1)
-                if page_id(key, record.page) in resume:
-                    new_ids.append(page_id(key, record.page))
-                    continue
                 value = collection.model_input(record)
                 if value is None:
                     reason = collection.page_policy.why_skipped(record, ocr=ocr)
@@ -273,6 +277,7 @@ def _index_one(
     except Exception as exc:  # the file broke mid-way: keep what was indexed, report the rest
         report.files_failed.append(LoadFailure(key, _reason(exc, path)))
         return
+    new_ids.sort(key=lambda doc_id: int(doc_id.rsplit("#page=", 1)[1]))
     keep = set(new_ids)
     report.pages_removed += collection.delete_pages([i for i in old_ids if i not in keep])
     entry.ids = new_ids

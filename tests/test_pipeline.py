@@ -54,3 +54,31 @@ def test_a_missing_path_is_reported_as_failed_and_nothing_is_written(tmp_path, c
     assert report.files_indexed == 0 and not collection.path.exists()
     both = index_files(collection, [tmp_path / "nowhere.pdf", tmp_path / "a.pdf"], show_progress=False)
     assert (len(both.files_failed), both.files_indexed, both.pages_indexed) == (1, 1, 1)
+
+
+def test_a_resumed_scan_recognises_only_the_pages_it_lacks(tmp_path, collection, monkeypatch):
+    from fixtures.scans import install_fake_tesseract, scanned_pdf
+
+    from metaembed_rag.loaders import ocr
+
+    pdf = scanned_pdf(tmp_path / "scan.pdf", 5)
+    log = install_fake_tesseract(tmp_path, monkeypatch, seconds=0.05)
+    # first run: pages 2 and 4 fail to embed, so the file is left incomplete with 3 pages stored
+    original = collection.add_pages
+
+    def flaky(records, inputs, **kw):
+        if any(r.page in (2, 4) for r in records):
+            raise RuntimeError("embedding backend hiccup")
+        return original(records, inputs, **kw)
+
+    monkeypatch.setattr(collection, "add_pages", flaky)
+    first = index_files(collection, [pdf], show_progress=False)
+    assert first.pages_indexed == 3 and len(first.pages_failed) == 2
+    assert log.read_text().split().count("start") == 5
+    log.unlink()
+    monkeypatch.setattr(collection, "add_pages", original)
+    second = index_files(collection, [pdf], show_progress=False)
+    assert second.pages_indexed == 2
+    assert log.read_text().split().count("start") == 2  # pages 1, 3, 5 were not read again
+    assert collection.files[str(pdf)].ids == [f"{pdf}#page={n}" for n in range(1, 6)]
+    ocr.tesseract_binary.cache_clear()
