@@ -46,7 +46,7 @@ def kind(request):
 
 def _open(kind: str, tmp_path, **kwargs) -> QdrantMultiVectorStore:
     if kind == "local":
-        return QdrantMultiVectorStore(location=":memory:", **kwargs)
+        return QdrantMultiVectorStore.local(**kwargs)
     return QdrantMultiVectorStore.embedded(tmp_path, **kwargs)
 
 
@@ -172,14 +172,14 @@ def test_edge_persists_and_reopens(tmp_path):
 
 def test_local_path_mode_persists_and_reopens(tmp_path):
     docs = _docs(5)
-    s = QdrantMultiVectorStore(path=str(tmp_path / "q"), dim=DIM, model_fingerprint="abc")
+    s = QdrantMultiVectorStore.local(tmp_path / "q", dim=DIM, model_fingerprint="abc")
     s.add([f"d{i}" for i in range(5)], docs)
     s.close()
-    s = QdrantMultiVectorStore(path=str(tmp_path / "q"), model_fingerprint="abc")
+    s = QdrantMultiVectorStore.local(tmp_path / "q", model_fingerprint="abc")
     assert len(s) == 5 and s.model_fingerprint == "abc"
     s.close()
     with pytest.raises(IncompatibleModelError, match="other"):
-        QdrantMultiVectorStore(path=str(tmp_path / "q"), model_fingerprint="other")
+        QdrantMultiVectorStore.local(tmp_path / "q", model_fingerprint="other")
 
 
 def test_reopening_with_other_dim_or_budgets_is_refused(kind, tmp_path):
@@ -187,7 +187,7 @@ def test_reopening_with_other_dim_or_budgets_is_refused(kind, tmp_path):
 
     def reopen(**kwargs):
         if kind == "local":
-            return QdrantMultiVectorStore(client=client, **kwargs)
+            return QdrantMultiVectorStore.from_client(client, **kwargs)
         return QdrantMultiVectorStore.embedded(tmp_path, **kwargs)
 
     reopen(dim=DIM, stored_budgets=[16, 64]).close()
@@ -203,14 +203,14 @@ def test_foreign_or_future_collections_are_refused(tmp_path):
     client = QdrantClient(location=":memory:")
     client.create_collection("plain", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
     with pytest.raises(IndexFormatError, match="not created by metaembed_rag"):
-        QdrantMultiVectorStore(client=client, collection_name="plain", dim=DIM)
+        QdrantMultiVectorStore.from_client(client, "plain", dim=DIM)
     client.create_collection(
         "future",
         vectors_config={"first": models.VectorParams(size=DIM, distance=models.Distance.DOT)},
         metadata={"metaembed_rag": {"format_version": 99, "dim": DIM, "stored_budgets": [1]}},
     )
     with pytest.raises(IndexFormatError, match="version 99"):
-        QdrantMultiVectorStore(client=client, collection_name="future")
+        QdrantMultiVectorStore.from_client(client, "future")
 
     QdrantMultiVectorStore.embedded(tmp_path, "docs", dim=DIM).close()
     description = tmp_path / "docs" / "metaembed_rag.json"
@@ -223,15 +223,21 @@ def test_foreign_or_future_collections_are_refused(tmp_path):
         QdrantMultiVectorStore.embedded(tmp_path, "docs")
 
 
-def test_creating_needs_dim_and_one_way_to_reach_qdrant(tmp_path):
+def test_creating_needs_dim_and_a_real_way_to_reach_qdrant(tmp_path):
     with pytest.raises(InvalidInputError, match="dim="):
-        QdrantMultiVectorStore(location=":memory:")
-    with pytest.raises(InvalidInputError, match="exactly one"):
-        QdrantMultiVectorStore(dim=DIM)
-    with pytest.raises(InvalidInputError, match="exactly one"):
-        QdrantMultiVectorStore(location=":memory:", url="http://127.0.0.1:1", dim=DIM)
+        QdrantMultiVectorStore.local()
     with pytest.raises(BudgetError):
-        QdrantMultiVectorStore(location=":memory:", dim=DIM, stored_budgets=[0])
+        QdrantMultiVectorStore.local(dim=DIM, stored_budgets=[0])
+    with pytest.raises(InvalidInputError, match="from_client"):  # the old keyword form points to the new one
+        QdrantMultiVectorStore(QdrantClient(location=":memory:"), dim=DIM)
+    with pytest.raises(InvalidInputError, match="QdrantClient"):
+        QdrantMultiVectorStore.from_client("http://localhost:6333", dim=DIM)
+    with pytest.raises(InvalidInputError, match="url"):
+        QdrantMultiVectorStore.connect("", dim=DIM)
+    with pytest.raises(InvalidInputError, match="collection"):
+        QdrantMultiVectorStore.local(collection="", dim=DIM)
+    with pytest.raises(InvalidInputError, match="plain folder name"):
+        QdrantMultiVectorStore.embedded(tmp_path, "../escape", dim=DIM)
 
 
 def test_edge_shard_is_locked_while_open(tmp_path):
@@ -252,5 +258,5 @@ def test_unreachable_server_fails_clearly_after_bounded_retries():
     url = f"http://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
     with pytest.raises(StoreConnectionError, match=r"127\.0\.0\.1.*after 3 attempt\(s\)"):
-        QdrantMultiVectorStore(url=url, dim=DIM, timeout=1, retries=2, backoff=0.05)
+        QdrantMultiVectorStore.connect(url, dim=DIM, timeout=1, retries=2, backoff=0.05)
     assert time.monotonic() - start < 3

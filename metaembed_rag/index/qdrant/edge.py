@@ -2,7 +2,7 @@
 
 A collection ``name`` under ``path`` is the folder ``path/name/`` holding ``shard/`` (the Edge shard) and
 ``metaembed_rag.json`` (the layout description, written atomically after the shard is created).
-Used by :meth:`QdrantMultiVectorStore.embedded <metaembed_rag.index.qdrant.QdrantMultiVectorStore.embedded>`.
+Made by :meth:`QdrantMultiVectorStore.embedded <metaembed_rag.index.qdrant.QdrantMultiVectorStore.embedded>`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import read_json, write_json_atomic
-from ..errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
-from .qdrant import (
+from ...atomic import read_json, write_json_atomic
+from ...errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
+from .schema import (
     DENSE_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
@@ -39,6 +39,7 @@ class EdgeBackend:
     def __init__(self, root: Path, search_threads: int | None, on_disk: bool | None) -> None:
         self._qe = require("qdrant_edge", "qdrant", "the embedded Qdrant (Edge) store")
         self.root = root
+        self.collection_name = root.name
         self.location = f"edge:{root}"
         self.search_threads = search_threads
         self.on_disk = on_disk
@@ -55,7 +56,12 @@ class EdgeBackend:
     ) -> EdgeBackend:
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidInputError(f"path must be a folder path, got {type(path).__name__}")
-        if not collection_name or any(ch in collection_name for ch in "/\\") or collection_name in (".", ".."):
+        if (
+            not isinstance(collection_name, str)
+            or not collection_name
+            or any(ch in collection_name for ch in "/\\")
+            or collection_name in (".", "..")
+        ):
             raise InvalidInputError(f"collection_name must be a plain folder name, got {collection_name!r}")
         return cls(Path(path) / collection_name, search_threads, on_disk)
 

@@ -1,16 +1,18 @@
 """The Qdrant backend over ``qdrant-client``: a server, a sharded cluster, or the client's local mode.
 
-Used by :class:`~metaembed_rag.index.qdrant.QdrantMultiVectorStore`; not meant to be used directly.
+Made by :meth:`QdrantMultiVectorStore.connect <metaembed_rag.index.qdrant.QdrantMultiVectorStore.connect>`,
+``from_client`` and ``local``; not meant to be used directly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import IndexFormatError, InvalidInputError, require
-from .qdrant import (
+from ...errors import IndexFormatError, InvalidInputError, require
+from .schema import (
     DENSE_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
@@ -32,6 +34,10 @@ class ClientBackend:
     def __init__(self, client: Any, collection_name: str, owns_client: bool = False, **create_options: Any) -> None:
         self._qc = require("qdrant_client", "qdrant", "the Qdrant store")
         self._m = self._qc.models
+        if not isinstance(client, self._qc.QdrantClient):
+            raise InvalidInputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}")
+        if not isinstance(collection_name, str) or not collection_name:
+            raise InvalidInputError(f"the collection name must be a non-empty string, got {collection_name!r}")
         self.client = client
         self.collection_name = collection_name
         self.create_options = {k: v for k, v in create_options.items() if v is not None}
@@ -40,55 +46,40 @@ class ClientBackend:
         self._info: Any = None
 
     @classmethod
-    def connect(
+    def from_url(
         cls,
-        client: Any,
+        url: str,
         collection_name: str,
         *,
-        url: str | None,
-        api_key: str | None,
-        prefer_grpc: bool,
-        location: str | None,
-        path: str | None,
-        timeout: float | None,
-        shard_number: int | None,
-        replication_factor: int | None,
-        on_disk: bool | None,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        timeout: float | None = None,
+        **create_options: Any,
     ) -> ClientBackend:
-        """Use ``client``, or make one from ``url``/``location``/``path`` (exactly one of the four)."""
+        """A client of its own for the server or cluster at ``url`` (closed with the backend)."""
         qc = require("qdrant_client", "qdrant", "the Qdrant store")
-        given = [
-            name
-            for name, value in (("client", client), ("url", url), ("location", location), ("path", path))
-            if value is not None
-        ]
-        if len(given) != 1:
-            raise InvalidInputError(
-                "pass exactly one of client=, url=, location= (':memory:') or path= to reach Qdrant"
-                + (f"; got {given}" if given else "")
-            )
-        client_made = client is None
-        if client is None:
-            if url is not None:
-                client = qc.QdrantClient(
-                    url=url,
-                    api_key=api_key,
-                    prefer_grpc=prefer_grpc,
-                    timeout=None if timeout is None else max(1, round(timeout)),
-                    check_compatibility=False,
-                )
-            else:
-                client = qc.QdrantClient(location=location, path=path)
-        elif not isinstance(client, qc.QdrantClient):
-            raise InvalidInputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}")
-        return cls(
-            client,
-            collection_name,
-            owns_client=client_made,
-            shard_number=shard_number,
-            replication_factor=replication_factor,
-            on_disk=on_disk,
+        if not isinstance(url, str) or not url:
+            raise InvalidInputError(f"url must be a non-empty string such as 'http://localhost:6333', got {url!r}")
+        client = qc.QdrantClient(
+            url=url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout=None if timeout is None else max(1, round(timeout)),
+            check_compatibility=False,
         )
+        return cls(client, collection_name, owns_client=True, **create_options)
+
+    @classmethod
+    def local(cls, path: str | os.PathLike | None, collection_name: str) -> ClientBackend:
+        """A client of its own in qdrant-client's local mode: in memory, or persistent in the folder ``path``."""
+        qc = require("qdrant_client", "qdrant", "the Qdrant store")
+        if path is None:
+            client = qc.QdrantClient(location=":memory:")
+        elif isinstance(path, (str, os.PathLike)):
+            client = qc.QdrantClient(path=os.fspath(path))
+        else:
+            raise InvalidInputError(f"path must be a folder path or None (in memory), got {type(path).__name__}")
+        return cls(client, collection_name, owns_client=True)
 
     # -- schema ----------------------------------------------------------------------------------------
 
