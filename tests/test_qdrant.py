@@ -17,12 +17,9 @@ from qdrant_client import QdrantClient, models
 from metaembed_rag.atomic import read_json, write_json_atomic
 from metaembed_rag.errors import (
     BudgetError,
-    DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     IndexFormatError,
     InvalidInputError,
-    MetaEmbedError,
     StoreConnectionError,
 )
 from metaembed_rag.index.base import MultiVectorStore
@@ -72,16 +69,6 @@ def test_point_ids_are_uuid5_of_the_string_id(store):
     assert record.payload == {"page": 3, ID_FIELD: "report.pdf#p3"}
 
 
-def test_get_returns_vectors_and_metadata_in_order(store):
-    docs = _docs(6)
-    store.add([f"d{i}" for i in range(6)], docs, [{"i": i} for i in range(6)])
-    got = store.get(["d4", "d1", "d4"])
-    assert [d.id for d in got] == ["d4", "d1", "d4"]
-    assert torch.equal(got[0].embeddings, docs[4]) and got[1].metadata == {"i": 1}
-    with pytest.raises(DocumentNotFoundError, match="nope"):
-        store.get(["d1", "nope"])
-
-
 def test_interrupted_batched_upsert_retried_without_duplicates(store):
     ids = [f"d{i}" for i in range(10)]
     docs = _docs(10)
@@ -92,70 +79,6 @@ def test_interrupted_batched_upsert_retried_without_duplicates(store):
     assert {d.metadata["try"] for d in store.get(ids)} == {2}
     hits = store.search(_queries(1), budget=(16, 64), k=20)[0]
     assert sorted(h.id for h in hits) == sorted(ids)
-
-
-def test_upsert_replaces_and_delete_removes(store):
-    store.add(["a", "b", "c"], _docs(3), [{"v": 1}] * 3)
-    replacement = _docs(1, seed=5)
-    store.upsert(["b"], replacement, [{"v": 2}])
-    assert len(store) == 3
-    assert torch.equal(store.get(["b"])[0].embeddings, replacement[0]) and store.get(["b"])[0].metadata == {"v": 2}
-    with pytest.raises(DocumentNotFoundError, match="zzz"):
-        store.delete(["a", "zzz"])
-    assert len(store) == 3  # nothing removed when one id is unknown
-    store.delete(["a"])
-    assert len(store) == 2
-    assert "a" not in {h.id for h in store.search(_queries(1), budget=(1, 1), k=5)[0]}
-
-
-def test_unstored_budget_is_refused_naming_stored_ones(store):
-    store.add(["a"], _docs(1))
-    with pytest.raises(BudgetError, match=r"r_c=16.*\[1, 64\]"):
-        store.search(_queries(), budget=(8, 16))
-    with pytest.raises(BudgetError, match="cascade"):
-        store.search(_queries(), budget=(16, 64), cascade=((4, 8), 5))
-    with pytest.raises(BudgetError):
-        store.search(_queries()[:, :4], budget=(8, 64))  # only 4 query vectors given
-
-
-def test_bad_input_gets_typed_errors(store):
-    docs = _docs(2)
-    with pytest.raises(InvalidInputError, match="strings"):
-        store.add([1, 2], docs)
-    with pytest.raises(DuplicateIdError):
-        store.add(["a", "a"], docs)
-    with pytest.raises(IncompatibleModelError, match="dimension"):
-        store.add(["a", "b"], torch.zeros(2, 64, DIM + 1))
-    with pytest.raises(InvalidInputError, match="vectors per document"):
-        store.add(["a", "b"], docs[:, :16])
-    bad = docs.clone()
-    bad[1, 3, 0] = float("nan")
-    with pytest.raises(InvalidInputError, match="NaN"):
-        store.add(["a", "b"], bad)
-    with pytest.raises(InvalidInputError, match="reserved"):
-        store.add(["a", "b"], docs, [{}, {ID_FIELD: "x"}])
-    with pytest.raises(InvalidInputError, match="JSON"):
-        store.add(["a", "b"], docs, [{}, {"when": object()}])
-    with pytest.raises(InvalidInputError, match="2 dicts"):
-        store.add(["a", "b"], docs, [{}])
-    assert len(store) == 0  # nothing was written by any rejected call
-    with pytest.raises(InvalidInputError, match="strings"):
-        store.delete([3])
-    with pytest.raises(IncompatibleModelError):
-        store.search(torch.zeros(1, 16, DIM + 1), budget=(1, 1))
-    with pytest.raises(InvalidInputError, match="k must"):
-        store.search(_queries(), budget=(1, 1), k=0)
-    with pytest.raises(InvalidInputError, match="operator"):
-        store.search(_queries(), budget=(1, 1), filter={"a": {"$like": 1}})
-    with pytest.raises(InvalidInputError, match="cascade"):
-        store.search(_queries(), budget=(16, 64), cascade=((1, 1),))
-    assert all(isinstance(e, MetaEmbedError) for e in (BudgetError("x"), StoreConnectionError("y")))
-
-
-def test_empty_in_filter_matches_nothing(store):
-    store.add(["a", "b"], _docs(2), [{"s": "x"}, {"s": "y"}])
-    assert store.search(_queries(), budget=(1, 1), filter={"s": {"$in": []}}) == [[], []]
-    assert store.search(_queries(), budget=(1, 1), filter=lambda m: False) == [[], []]
 
 
 def test_edge_persists_and_reopens(tmp_path):

@@ -403,7 +403,12 @@ class MultiVectorStore(ABC):
 
     def _resolve_budget(self, budget: BudgetLike | None, query_vectors: int, what: str = "budget") -> Budget:
         """``budget`` parsed and checked against the query vectors given and the stored candidate budgets."""
-        b = resolve_budget(budget, max_query=query_vectors, max_candidate=self.stored_vectors)
+        try:
+            b = resolve_budget(budget, max_query=query_vectors, max_candidate=self.stored_vectors)
+        except BudgetError as exc:
+            if what == "budget":
+                raise
+            raise BudgetError(f"{what}: {exc}") from None
         stored = self.stored_budgets
         if b.r_c not in stored:
             raise BudgetError(

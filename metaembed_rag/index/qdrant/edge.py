@@ -36,6 +36,8 @@ SHARD_DIR = "shard"
 class EdgeBackend:
     """One Qdrant Edge shard holding one collection."""
 
+    matches_booleans = False  # qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1
+
     def __init__(self, root: Path, search_threads: int | None, on_disk: bool | None) -> None:
         self._qe = require("qdrant_edge", "qdrant", "the embedded Qdrant (Edge) store")
         self.root = root

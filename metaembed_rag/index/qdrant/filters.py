@@ -23,10 +23,12 @@ def _is_qdrant_key(key: Any) -> bool:
     return isinstance(key, str) and key != "" and not any(ch in key for ch in '.[]"')
 
 
-def _value_condition(key: str, value: Any) -> Condition | None:
+def _value_condition(key: str, value: Any, booleans: bool) -> Condition | None:
     """The Qdrant condition for ``metadata[key] == value``, or ``None`` when Qdrant cannot express it."""
     if value is None:
         return Condition("null", key)
+    if isinstance(value, bool) and not booleans:
+        return None
     if isinstance(value, (bool, str)) or (isinstance(value, int) and not isinstance(value, bool)):
         return Condition("match", key, (value,))
     if isinstance(value, float) and math.isfinite(value):
@@ -34,14 +36,16 @@ def _value_condition(key: str, value: Any) -> Condition | None:
     return None
 
 
-def translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
+def translate_filter(flt: MetadataFilter, *, booleans: bool = True) -> tuple[tuple[Condition, ...], bool]:
     """Split a filter into Qdrant conditions and whether a residual must be checked here on the payloads.
 
     Equality on strings, integers and booleans, ``$in`` lists of them, finite floats (as a closed range),
     ``None`` (missing or null) and ``$and`` of such become Qdrant conditions. The rest of the operator set of
     :mod:`metaembed_rag.filters` (``$ne $nin $gt $gte $lt $lte $or $not``), a callable, list or dict values,
     ``source`` values that are not absolute paths (matched by the path rules), ``file_name`` and keys with
-    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated exactly on the payloads instead.
+    ``.``/``[`` (which Qdrant reads as nested paths) are evaluated exactly on the payloads instead, and so are
+    booleans when ``booleans`` is false (Qdrant Edge 0.9 reads ``MatchValue(True)`` as the integer 1, which
+    matches no boolean payload).
     """
     if flt is None:
         return (), False
@@ -52,7 +56,7 @@ def translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
     for key, wanted in flt.items():
         if key == "$and":
             for child in wanted:
-                child_conditions, child_residual = translate_filter(child)
+                child_conditions, child_residual = translate_filter(child, booleans=booleans)
                 conditions.extend(child_conditions)
                 residual = residual or child_residual
             continue
@@ -61,7 +65,7 @@ def translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
             continue
         ops = wanted if isinstance(wanted, Mapping) else {"$eq": wanted}
         for op, operand in ops.items():
-            condition = _op_condition(key, op, operand)
+            condition = _op_condition(key, op, operand, booleans)
             if condition is None:
                 residual = True
             else:
@@ -69,12 +73,12 @@ def translate_filter(flt: MetadataFilter) -> tuple[tuple[Condition, ...], bool]:
     return tuple(conditions), residual
 
 
-def _op_condition(key: str, op: str, operand: Any) -> Condition | None:
+def _op_condition(key: str, op: str, operand: Any, booleans: bool) -> Condition | None:
     """The Qdrant condition for one ``key: {op: operand}``, or ``None`` when it is checked on the payloads."""
     if op == "$eq":
         if key == SOURCE_KEY and not exact_source(operand):
             return None
-        return _value_condition(key, operand)
+        return _value_condition(key, operand, booleans)
     if op != "$in":
         return None
     values = list(operand)
@@ -84,7 +88,7 @@ def _op_condition(key: str, op: str, operand: Any) -> Condition | None:
         return None
     if all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return Condition("any", key, tuple(values))
-    nested = [_value_condition(key, v) for v in values]
+    nested = [_value_condition(key, v, booleans) for v in values]
     if any(c is None for c in nested):
         return None
     return Condition("or", key, nested=tuple(nested))  # type: ignore[arg-type]

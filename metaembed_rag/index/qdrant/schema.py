@@ -150,6 +150,7 @@ class QdrantBackend(Protocol):
 
     location: str
     collection_name: str
+    matches_booleans: bool  # whether a boolean payload value can be matched inside Qdrant
 
     def read_schema(self) -> CollectionSchema | None: ...
 

@@ -31,6 +31,8 @@ _TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 class ClientBackend:
     """One collection reached through a ``qdrant_client.QdrantClient``."""
 
+    matches_booleans = True
+
     def __init__(self, client: Any, collection_name: str, owns_client: bool = False, **create_options: Any) -> None:
         self._qc = require("qdrant_client", "qdrant", "the Qdrant store")
         self._m = self._qc.models

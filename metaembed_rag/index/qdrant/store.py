@@ -385,7 +385,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
         Qdrant cannot match exactly) is evaluated on the payloads here, by scrolling the points that pass the
         rest of the filter, before the vector search."""
         queries = query_embeddings.to("cpu", torch.float32).numpy()
-        conditions, residual = translate_filter(flt)
+        conditions, residual = translate_filter(flt, booleans=self._backend.matches_booleans)
         if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
             return [[] for _ in range(queries.shape[0])]
         hits = None
@@ -425,7 +425,7 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     def _find_ids(self, flt: MetadataFilter) -> list[str]:
         """Document ids whose metadata passes ``flt`` (scrolling the payloads Qdrant pre-selects)."""
-        conditions, _ = translate_filter(flt)
+        conditions, _ = translate_filter(flt, booleans=self._backend.matches_booleans)
         if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
             return []
         found: list[str] = []
