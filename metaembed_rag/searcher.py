@@ -40,11 +40,12 @@ from .index.base import (
     MetadataFilter,
     MultiVectorStore,
     SearchHit,
+    check_model_identity,
     matches_filter,
     validate_filter,
     validate_metadata,
 )
-from .index.memory import MultiVectorIndex, check_model_identity
+from .index.memory import MultiVectorIndex
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.loading import resolve_model
