@@ -1,10 +1,10 @@
 """MetaEmbed documents in Qdrant: a server or cluster, qdrant-client's local mode, or Qdrant Edge in-process.
 
-One concept per module, imports in one direction (``store`` → ``filters`` → ``schema``; ``server`` and ``edge``
-→ ``schema``; the store imports a backend only in the constructor that makes it):
+One concept per module, imports in one direction (``store`` → ``filters``, ``lexical`` → ``schema``; ``server``
+and ``edge`` → ``schema``; the store imports a backend only in the constructor that makes it):
 
 - :mod:`.schema`: the collection layout, point ids, and the neutral types a backend implements;
-- :mod:`.filters`: metadata filters as Qdrant conditions;
+- :mod:`.filters`: metadata filters as Qdrant conditions; :mod:`.lexical`: BM25 as sparse vectors;
 - :mod:`.store`: :class:`QdrantMultiVectorStore`;
 - :mod:`.server`: the backend over ``qdrant-client``; :mod:`.edge`: the backend over Qdrant Edge.
 
@@ -22,6 +22,7 @@ from .schema import (
     FORMAT_VERSION,
     ID_FIELD,
     ID_NAMESPACE,
+    LEXICAL_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
     QdrantBackend,
@@ -36,6 +37,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ID_FIELD",
     "ID_NAMESPACE",
+    "LEXICAL_VECTOR",
     "SCHEMA_KEY",
     "CollectionSchema",
     "QdrantBackend",

@@ -18,11 +18,14 @@ from ...atomic import read_json, write_json_atomic
 from ...errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
 from .schema import (
     DENSE_VECTOR,
+    LEXICAL_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
     Condition,
+    FusionPlan,
     PointRecord,
     QueryPlan,
+    Sparse,
     Stage,
     multivector_name,
 )
@@ -97,7 +100,10 @@ class EdgeBackend:
                 # m=0 disables HNSW for the rescoring vectors (the other two arguments are required, unused).
                 hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10000),
             )
-        return qe.EdgeConfig(vectors=vectors, max_search_threads=self.search_threads)
+        sparse = None
+        if schema.lexical is not None:
+            sparse = {LEXICAL_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, on_disk=self.on_disk)}
+        return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, max_search_threads=self.search_threads)
 
     def check_layout(self, schema: CollectionSchema) -> None:
         try:
@@ -121,11 +127,23 @@ class EdgeBackend:
             raise _edge_error(exc, self.root) from exc
         write_json_atomic(self.root / SCHEMA_FILE, schema.to_json())
 
+    def write_schema(self, schema: CollectionSchema) -> None:
+        write_json_atomic(self.root / SCHEMA_FILE, schema.to_json())
+
     # -- points ----------------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         qe = self._qe
-        self.shard.update(qe.UpdateOperation.upsert_points([qe.Point(p, v, payload) for p, v, payload in points]))
+        self.shard.update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(p, {n: self._vector(x) for n, x in v.items()}, payload) for p, v, payload in points]
+            )
+        )
+
+    def _vector(self, vector: Any) -> Any:
+        if isinstance(vector, Sparse):
+            return self._qe.SparseVector(list(vector.indices), list(vector.values))
+        return vector
 
     def delete(self, point_ids: Sequence[str]) -> None:
         self.shard.update(self._qe.UpdateOperation.delete_points(list(point_ids)))
@@ -144,27 +162,45 @@ class EdgeBackend:
         records, next_offset = self.shard.scroll(request)
         return [PointRecord(str(r.id), dict(r.payload or {})) for r in records], next_offset
 
-    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+    def _nearest(self, stage: Stage) -> Any:
+        return self._qe.Query.Nearest(self._vector(stage.vector), using=stage.using)
+
+    def _prefetch(self, plan: QueryPlan) -> Any:
+        """A plan as a prefetch (of a fusion), its own prefetch nested."""
+        qe = self._qe
+        flt = self._filter(plan.conditions)
+        inner = None
+        if plan.prefetch is not None:
+            p = plan.prefetch
+            inner = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=flt, params=self._params(p))]
+        f = plan.final
+        return qe.Prefetch(limit=f.limit, query=self._nearest(f), prefetches=inner, filter=flt, params=self._params(f))
+
+    def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
         qe = self._qe
         requests = []
         for plan in plans:
             flt = self._filter(plan.conditions)
+            if isinstance(plan, FusionPlan):
+                requests.append(
+                    qe.QueryRequest(
+                        limit=plan.limit,
+                        query=qe.Fusion.Rrf(plan.k, list(plan.weights)),
+                        prefetches=[self._prefetch(p) for p in plan.plans],
+                        filter=flt,
+                        with_payload=True,
+                    )
+                )
+                continue
             prefetches = None
             if plan.prefetch is not None:
                 p = plan.prefetch
-                prefetches = [
-                    qe.Prefetch(
-                        limit=p.limit,
-                        query=qe.Query.Nearest(p.vector, using=p.using),
-                        filter=flt,
-                        params=self._params(p),
-                    )
-                ]
+                prefetches = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=flt, params=self._params(p))]
             f = plan.final
             requests.append(
                 qe.QueryRequest(
                     limit=f.limit,
-                    query=qe.Query.Nearest(f.vector, using=f.using),
+                    query=self._nearest(f),
                     prefetches=prefetches,
                     filter=flt,
                     params=self._params(f),

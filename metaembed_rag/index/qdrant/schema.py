@@ -5,6 +5,8 @@ Per document, one Qdrant point (id = UUID5 of the document id) holds:
 - ``first``: the candidate's first vector as a dense vector with an HNSW index (the ``r_c = 1`` stage);
 - ``first_<r_c>``: for each stored budget ``r_c > 1``, a multivector of the first ``r_c`` candidate vectors,
   compared by MaxSim, without HNSW (it is only used to rescore, or scanned exactly);
+- ``bm25`` (when the collection has a lexical side): a sparse vector of the page's text, BM25 term weights that
+  Qdrant multiplies by its IDF (``Modifier.IDF``), on the page's own point only (not on windows ``k >= 1``);
 - the payload: the document metadata plus ``_metaembed_id`` (the original string id).
 
 :class:`CollectionSchema` is saved with a collection and checked on every reopen. :class:`Condition`,
@@ -43,6 +45,9 @@ ID_FIELD = "_metaembed_id"
 DENSE_VECTOR = "first"
 """Name of the dense vector (the first candidate vector, HNSW-indexed)."""
 
+LEXICAL_VECTOR = "bm25"
+"""Name of the sparse BM25 vector (see :mod:`.lexical`)."""
+
 DEFAULT_STORED_BUDGETS: tuple[int, ...] = (1, 64)
 """Candidate budgets ``r_c`` stored by default: the ``(1, 1)`` stage and the full 64 vectors."""
 
@@ -63,12 +68,41 @@ def point_id(doc_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class LexicalSchema:
+    """The BM25 parameters of a collection's sparse vector.
+
+    ``avg_tokens`` is the average page length BM25 normalises by. Qdrant cannot re-weigh stored vectors, so
+    it is fixed once: by the caller at creation, or else by the first added batch that holds text.
+    """
+
+    k1: float = 1.2
+    b: float = 0.75
+    avg_tokens: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"k1": self.k1, "b": self.b, "avg_tokens": self.avg_tokens}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> LexicalSchema:
+        try:
+            avg = data.get("avg_tokens")
+            out = cls(float(data["k1"]), float(data["b"]), None if avg is None else float(avg))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise IndexFormatError(f"{where}: malformed lexical description {data!r}") from exc
+        if out.k1 <= 0 or not 0 <= out.b <= 1 or (out.avg_tokens is not None and out.avg_tokens <= 0):
+            raise IndexFormatError(f"{where}: malformed lexical description {data!r}")
+        return out
+
+
+@dataclass(frozen=True)
 class CollectionSchema:
-    """What a collection stores; saved with it and checked on every reopen."""
+    """What a collection stores; saved with it and checked on every reopen (``lexical`` is ``None`` for a
+    collection without the sparse BM25 vector, such as one made before it existed)."""
 
     dim: int
     stored_budgets: tuple[int, ...]
     model_fingerprint: str | None = None
+    lexical: LexicalSchema | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -81,6 +115,7 @@ class CollectionSchema:
             "dim": self.dim,
             "stored_budgets": list(self.stored_budgets),
             "model_fingerprint": self.model_fingerprint,
+            "lexical": None if self.lexical is None else self.lexical.to_json(),
         }
 
     @classmethod
@@ -101,7 +136,9 @@ class CollectionSchema:
         if dim < 1 or not budgets or budgets[0] != 1 or list(budgets) != sorted(set(budgets)):
             raise IndexFormatError(f"{where}: malformed metaembed_rag description {dict(data)!r}")
         fingerprint = data.get("model_fingerprint")
-        return cls(dim=dim, stored_budgets=budgets, model_fingerprint=fingerprint)
+        lexical = data.get("lexical")
+        lexical = None if lexical is None else LexicalSchema.from_json(lexical, where)
+        return cls(dim=dim, stored_budgets=budgets, model_fingerprint=fingerprint, lexical=lexical)
 
 
 @dataclass(frozen=True)
@@ -116,11 +153,19 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: ``values[i]`` at dimension ``indices[i]`` (indices unique, below 2**32)."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Stage:
     """Score with ``vector`` against the named vector ``using``; keep the best ``limit``."""
 
     using: str
-    vector: list[float] | list[list[float]]
+    vector: list[float] | list[list[float]] | Sparse
     limit: int
     exact: bool = False
     hnsw_ef: int | None = None
@@ -132,6 +177,19 @@ class QueryPlan:
 
     final: Stage
     prefetch: Stage | None = None
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """Reciprocal-rank fusion of the results of ``plans`` (each run as a prefetch) into the best ``limit``:
+    a point scores ``sum_i weights[i] / (k + rank_i)`` over the plans that returned it, ranks from 0 (Qdrant's
+    convention; :func:`metaembed_rag.fusion.fuse` ranks from 1, i.e. its ``k`` is this ``k - 1``)."""
+
+    plans: tuple[QueryPlan, ...]
+    limit: int
+    k: int
+    weights: tuple[float, ...]
     conditions: tuple[Condition, ...] = ()
 
 
@@ -156,9 +214,12 @@ class QdrantBackend(Protocol):
 
     def create(self, schema: CollectionSchema) -> None: ...
 
+    def write_schema(self, schema: CollectionSchema) -> None: ...
+
     def check_layout(self, schema: CollectionSchema) -> None: ...
 
-    def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None: ...
+    def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        """Points as ``(point id, {vector name: list, nested lists or Sparse}, payload)``."""
 
     def delete(self, point_ids: Sequence[str]) -> None: ...
 
@@ -168,7 +229,7 @@ class QdrantBackend(Protocol):
 
     def scroll(self, conditions: Sequence[Condition], offset: Any, limit: int) -> tuple[list[PointRecord], Any]: ...
 
-    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]: ...
+    def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]: ...
 
     def is_transient(self, exc: BaseException) -> bool: ...
 

@@ -14,11 +14,14 @@ from typing import Any
 from ...errors import IndexFormatError, InvalidInputError, require
 from .schema import (
     DENSE_VECTOR,
+    LEXICAL_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
     Condition,
+    FusionPlan,
     PointRecord,
     QueryPlan,
+    Sparse,
     Stage,
     multivector_name,
 )
@@ -114,6 +117,9 @@ class ClientBackend:
                     f"{' multi' if is_multi else ' dense'}, expected {schema.dim}-dimensional"
                     f"{' multi' if r_c > 1 else ' dense'}"
                 )
+        sparse = self._info.config.params.sparse_vectors or {}
+        if schema.lexical is not None and LEXICAL_VECTOR not in sparse:
+            raise IndexFormatError(f"{where} lacks the sparse vector {LEXICAL_VECTOR!r} its description promises")
 
     def create(self, schema: CollectionSchema) -> None:
         m = self._m
@@ -127,18 +133,28 @@ class ClientBackend:
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
                 hnsw_config=m.HnswConfigDiff(m=0),
             )
+        sparse = None
+        if schema.lexical is not None:
+            sparse = {LEXICAL_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)}
         self.client.create_collection(
             self.collection_name,
             vectors_config=vectors,
+            sparse_vectors_config=sparse,
             shard_number=self.create_options.get("shard_number"),
             replication_factor=self.create_options.get("replication_factor"),
             metadata={SCHEMA_KEY: schema.to_json()},
         )
 
+    def write_schema(self, schema: CollectionSchema) -> None:
+        self.client.update_collection(self.collection_name, metadata={SCHEMA_KEY: schema.to_json()})
+
     # -- points ----------------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
-        structs = [self._m.PointStruct(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in points]
+        structs = [
+            self._m.PointStruct(id=pid, vector={n: self._vector(v) for n, v in vectors.items()}, payload=payload)
+            for pid, vectors, payload in points
+        ]
         self.client.upsert(self.collection_name, points=structs, wait=True)
 
     def delete(self, point_ids: Sequence[str]) -> None:
@@ -166,20 +182,53 @@ class ClientBackend:
         )
         return [PointRecord(str(r.id), r.payload or {}) for r in records], next_offset
 
-    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+    def _vector(self, vector: Any) -> Any:
+        if isinstance(vector, Sparse):
+            return self._m.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return vector
+
+    def _prefetch(self, plan: QueryPlan) -> Any:
+        """A plan as a prefetch (of a fusion), its own prefetch nested."""
+        m = self._m
+        flt = self._filter(plan.conditions)
+        inner = None
+        if plan.prefetch is not None:
+            p = plan.prefetch
+            inner = m.Prefetch(
+                query=self._vector(p.vector), using=p.using, limit=p.limit, filter=flt, params=_params(m, p)
+            )
+        f = plan.final
+        return m.Prefetch(
+            prefetch=inner, query=self._vector(f.vector), using=f.using, limit=f.limit, filter=flt, params=_params(m, f)
+        )
+
+    def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
         m = self._m
         requests = []
         for plan in plans:
             flt = self._filter(plan.conditions)
+            if isinstance(plan, FusionPlan):
+                requests.append(
+                    m.QueryRequest(
+                        prefetch=[self._prefetch(p) for p in plan.plans],
+                        query=m.RrfQuery(rrf=m.Rrf(k=plan.k, weights=list(plan.weights))),
+                        limit=plan.limit,
+                        filter=flt,
+                        with_payload=True,
+                    )
+                )
+                continue
             prefetch = None
             if plan.prefetch is not None:
                 p = plan.prefetch
-                prefetch = m.Prefetch(query=p.vector, using=p.using, limit=p.limit, filter=flt, params=_params(m, p))
+                prefetch = m.Prefetch(
+                    query=self._vector(p.vector), using=p.using, limit=p.limit, filter=flt, params=_params(m, p)
+                )
             f = plan.final
             requests.append(
                 m.QueryRequest(
                     prefetch=prefetch,
-                    query=f.vector,
+                    query=self._vector(f.vector),
                     using=f.using,
                     limit=f.limit,
                     filter=flt,

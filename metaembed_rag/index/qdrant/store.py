@@ -21,29 +21,38 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ...budget import Budget
-from ...errors import BudgetError, IncompatibleModelError, InvalidInputError, StoreConnectionError
-from ...filters import matches_filter
-from ..base import MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, check_model_identity
+from ...budget import Budget, BudgetLike
+from ...errors import BudgetError, IncompatibleModelError, IndexFormatError, InvalidInputError, StoreConnectionError
+from ...filters import matches_filter, validate_filter
+from ...fusion import DEFAULT_RRF_K, fuse
+from ...validation import check_k
+from ...windows import window_info
+from ..base import Cascade, MetadataFilter, MultiVectorStore, SearchHit, StoredDocument, check_model_identity
 from .filters import translate_filter
+from .lexical import page_vector, query_vector, token_count
 from .schema import (
     DEFAULT_STORED_BUDGETS,
     DENSE_VECTOR,
     ID_FIELD,
+    LEXICAL_VECTOR,
     CollectionSchema,
     Condition,
+    FusionPlan,
+    LexicalSchema,
     PointRecord,
     QdrantBackend,
     QueryPlan,
+    Sparse,
     Stage,
     multivector_name,
     point_id,
@@ -83,6 +92,10 @@ class QdrantMultiVectorStore(MultiVectorStore):
         retries, backoff: a failed request is retried ``retries`` times, waiting ``backoff * 2**attempt`` s.
         exact: search the dense ``r_c = 1`` stage exhaustively instead of through HNSW.
         hnsw_ef: HNSW search breadth of the dense stage.
+        lexical: give a new collection the sparse BM25 vector of :meth:`hybrid_search` (default ``True``);
+            ``True`` on a collection made without it is refused. Reopening follows the collection.
+        lexical_avg_tokens: the average page length (in :func:`~metaembed_rag.lexical.tokenize` tokens) BM25
+            normalises by; default: that of the first added batch with text. Fixed once, saved with the collection.
     """
 
     reserved_metadata_keys = frozenset({ID_FIELD})
@@ -99,6 +112,8 @@ class QdrantMultiVectorStore(MultiVectorStore):
         backoff: float = 0.2,
         exact: bool = False,
         hnsw_ef: int | None = None,
+        lexical: bool | None = None,
+        lexical_avg_tokens: float | None = None,
     ) -> None:
         if not all(callable(getattr(backend, name, None)) for name in ("read_schema", "query", "upsert")):
             raise InvalidInputError(
@@ -117,7 +132,16 @@ class QdrantMultiVectorStore(MultiVectorStore):
         self.exact = bool(exact)
         self.hnsw_ef = hnsw_ef
         self._backend = backend
-        self._schema = self._open(dim, _normalise_budgets(stored_budgets), model_fingerprint)
+        if lexical_avg_tokens is not None and (
+            isinstance(lexical_avg_tokens, bool) or not isinstance(lexical_avg_tokens, (int, float))
+        ):
+            raise InvalidInputError(f"lexical_avg_tokens must be a positive number, got {lexical_avg_tokens!r}")
+        if lexical_avg_tokens is not None and not lexical_avg_tokens > 0:
+            raise InvalidInputError(f"lexical_avg_tokens must be a positive number, got {lexical_avg_tokens!r}")
+        wanted = None
+        if lexical is not False:
+            wanted = LexicalSchema(avg_tokens=None if lexical_avg_tokens is None else float(lexical_avg_tokens))
+        self._schema = self._open(dim, _normalise_budgets(stored_budgets), model_fingerprint, wanted, lexical is True)
 
     # -- constructors ----------------------------------------------------------------------------------
 
@@ -222,14 +246,19 @@ class QdrantMultiVectorStore(MultiVectorStore):
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def _open(
-        self, dim: int | None, stored_budgets: tuple[int, ...] | None, fingerprint: str | None
+        self,
+        dim: int | None,
+        stored_budgets: tuple[int, ...] | None,
+        fingerprint: str | None,
+        lexical: LexicalSchema | None,
+        lexical_required: bool,
     ) -> CollectionSchema:
         existing = self._call(self._backend.read_schema, "reading the collection")
         where = f"collection {self.collection_name!r} at {self._backend.location}"
         if existing is None:
             if dim is None:
                 raise InvalidInputError(f"{where} does not exist; pass dim= to create it")
-            schema = CollectionSchema(dim, stored_budgets or DEFAULT_STORED_BUDGETS, fingerprint)
+            schema = CollectionSchema(dim, stored_budgets or DEFAULT_STORED_BUDGETS, fingerprint, lexical)
             self._call(lambda: self._backend.create(schema), "creating the collection")
             logger.info("created %s: dim %d, stored budgets %s", where, dim, schema.stored_budgets)
             return schema
@@ -240,6 +269,11 @@ class QdrantMultiVectorStore(MultiVectorStore):
             raise IncompatibleModelError(
                 f"{where} stores candidate budgets r_c={list(existing.stored_budgets)}, not {list(stored_budgets)}; "
                 "open it without stored_budgets= or use another collection"
+            )
+        if lexical_required and existing.lexical is None:
+            raise IndexFormatError(
+                f"{where} was made without the sparse BM25 vector (lexical=False, or before it existed), so it "
+                "cannot do a hybrid search; create a new collection (lexical is on by default) and add the documents"
             )
         self._call(lambda: self._backend.check_layout(existing), "checking the collection")
         return existing
@@ -295,6 +329,11 @@ class QdrantMultiVectorStore(MultiVectorStore):
     def model_fingerprint(self) -> str | None:
         return self._schema.model_fingerprint
 
+    @property
+    def has_lexical(self) -> bool:
+        """Whether the collection holds the sparse BM25 vector of :meth:`hybrid_search`."""
+        return self._schema.lexical is not None
+
     def bytes_per_document(self) -> dict[str, int]:
         """Vector bytes stored per document, per named vector (float32), excluding payload and indexes."""
         return {multivector_name(r): 4 * r * self.dim for r in self.stored_budgets}
@@ -318,13 +357,37 @@ class QdrantMultiVectorStore(MultiVectorStore):
         documents, since point ids are derived from the document ids."""
         array = embeddings.to("cpu", torch.float32).contiguous().numpy()
         budgets = self.stored_budgets
+        sparse = self._page_vectors(metas)
         for start in range(0, len(ids), self.batch_size):
             points = []
             for i in range(start, min(start + self.batch_size, len(ids))):
                 vectors = {multivector_name(r): (array[i, 0] if r == 1 else array[i, :r]).tolist() for r in budgets}
+                if sparse[i] is not None:
+                    vectors[LEXICAL_VECTOR] = sparse[i]
                 points.append((point_id(ids[i]), vectors, {**metas[i], ID_FIELD: ids[i]}))
             self._call(lambda points=points: self._backend.upsert(points), f"upserting {len(points)} points")
         logger.debug("upserted %d documents into %r", len(ids), self.collection_name)
+
+    def _page_vectors(self, metas: list[dict[str, Any]]) -> list[Sparse | None]:
+        """The BM25 vector of each row that is a page (stored whole, or window 0) with text; ``None`` for the rest.
+
+        The first batch with text fixes the collection's average page length when none was given.
+        """
+        lexical = self._schema.lexical
+        if lexical is None:
+            return [None] * len(metas)
+        texts = [_page_text(meta) for meta in metas]
+        if lexical.avg_tokens is None:
+            lengths = [token_count(t) for t in texts if t]
+            if not lengths:
+                return [None] * len(metas)
+            lexical = LexicalSchema(lexical.k1, lexical.b, max(1.0, sum(lengths) / len(lengths)))
+            schema = dataclasses.replace(self._schema, lexical=lexical)
+            self._call(lambda: self._backend.write_schema(schema), "saving the collection's BM25 parameters")
+            self._schema = schema
+            logger.info("BM25 of %r normalises by %.1f tokens a page", self.collection_name, lexical.avg_tokens)
+        avg = lexical.avg_tokens
+        return [page_vector(t, k1=lexical.k1, b=lexical.b, avg_tokens=avg) if t else None for t in texts]
 
     def _delete(self, ids: list[str]) -> None:
         found = self._fetch(ids, ())
@@ -385,38 +448,158 @@ class QdrantMultiVectorStore(MultiVectorStore):
         Qdrant cannot match exactly) is evaluated on the payloads here, by scrolling the points that pass the
         rest of the filter, before the vector search."""
         queries = query_embeddings.to("cpu", torch.float32).numpy()
-        conditions, residual = translate_filter(flt, booleans=self._backend.matches_booleans)
-        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
-            return [[] for _ in range(queries.shape[0])]
-        hits = None
-        if not residual:
-            hits = self._run(queries, b, k, coarse, conditions)
-            if flt is not None and any(not matches_filter(h.metadata, flt) for row in hits for h in row):
-                hits = None  # Qdrant matched more loosely (e.g. a value inside a list); redo it exactly
-        if hits is None:
-            allowed = self._matching_points(conditions, flt)
-            if not allowed:
-                return [[] for _ in range(queries.shape[0])]
-            hits = self._run(queries, b, k, coarse, (*conditions, Condition("has_id", values=tuple(allowed))))
+
+        def plans(conditions: tuple[Condition, ...]) -> list[QueryPlan | FusionPlan]:
+            return [self._dense_plan(q, b, k, coarse, conditions) for q in queries]
+
+        hits = self._filtered(len(queries), flt, plans)
         if normalize:
             hits = [[SearchHit(h.id, h.score / b.r_q, h.metadata) for h in row] for row in hits]
         return hits
 
-    def _run(
-        self,
-        queries: np.ndarray,
-        b: Budget,
-        k: int,
-        coarse: tuple[Budget, int] | None,
-        conditions: tuple[Condition, ...],
+    def _query_texts(self, texts: Any, n: int) -> list[str]:
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+            raise InvalidInputError(f"texts must be a list of {n} query strings, got {type(texts).__name__}")
+        texts = list(texts)
+        if len(texts) != n or not all(isinstance(t, str) for t in texts):
+            raise InvalidInputError(f"texts must be a list of {n} query strings (one per query), got {texts!r:.200}")
+        return texts
+
+    def _require_lexical(self) -> None:
+        if self._schema.lexical is None:
+            raise IndexFormatError(
+                f"{self._where()} at {self._backend.location} has no sparse BM25 vector (made with lexical=False or "
+                "before it existed), so it cannot do a lexical or hybrid search; create a new collection (lexical is "
+                "on by default) and add the documents again"
+            )
+
+    def lexical_search(
+        self, texts: Sequence[str], *, k: int = 10, filter: MetadataFilter = None
     ) -> list[list[SearchHit]]:
-        plans = []
-        for q in queries:
-            if coarse is None:
-                plans.append(QueryPlan(self._stage(q, b, k, self.exact), None, conditions))
-            else:
-                prefetch = self._stage(q, coarse[0], coarse[1], self.exact)
-                plans.append(QueryPlan(self._stage(q, b, min(k, coarse[1]), True), prefetch, conditions))
+        """Per query text, the ``k`` best pages by BM25 (Qdrant's sparse search with its IDF modifier).
+
+        Pages without a matching token are left out (as in :class:`~metaembed_rag.lexical.LexicalIndex`).
+        """
+        self._require_lexical()
+        k = check_k(k)
+        texts = self._query_texts(texts, len(texts) if isinstance(texts, Sequence) else -1)
+        flt = validate_filter(filter)
+        vectors = [query_vector(t) for t in texts]
+
+        def plans(conditions: tuple[Condition, ...]) -> list[QueryPlan | FusionPlan]:
+            return [QueryPlan(Stage(LEXICAL_VECTOR, v or _NO_TOKEN, k), None, conditions) for v in vectors]
+
+        hits = self._filtered(len(texts), flt, plans)
+        return [row if v is not None else [] for row, v in zip(hits, vectors, strict=True)]
+
+    def hybrid_search(
+        self,
+        query_embeddings: torch.Tensor,
+        texts: Sequence[str],
+        *,
+        budget: BudgetLike | None,
+        k: int = 10,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: tuple[float, float] = (1.0, 1.0),
+        candidates: int = 100,
+    ) -> list[list[SearchHit]]:
+        """Multi-vector and BM25 together in one Qdrant query per query: a prefetch of ``candidates`` points by
+        MaxSim at ``budget`` (through ``cascade`` if given), a prefetch of ``candidates`` pages by BM25 of
+        ``texts``, fused by reciprocal rank (``sum_s weights[s] / (rrf_k + rank_s)``, ranks from 1). With
+        weights other than ``(1, 1)`` the two rankings come back in one batch and are fused here instead, since
+        Qdrant weighs RRF by another formula.
+
+        Hits are points: a page stored whole, or one window of a page (window 0 carries the page's BM25
+        vector). For pages stored whole the result is the in-process hybrid search's
+        (:mod:`metaembed_rag.fusion`), ties aside; for windowed pages a page's dense and lexical ranks may
+        come from different points (see the README). Input is checked by the same rules as :meth:`search`.
+        """
+        self._require_lexical()
+        queries = self._check_queries(query_embeddings)
+        texts = self._query_texts(texts, queries.shape[0])
+        k = check_k(k)
+        candidates = check_k(candidates, "candidates")
+        b = self._resolve_budget(budget, queries.shape[1])
+        coarse = self._check_cascade(cascade, b, k, queries.shape[1])
+        if coarse is not None:  # the shortlist feeds a prefetch of `candidates` points
+            coarse = (coarse[0], max(coarse[1], candidates))
+        flt = validate_filter(filter)
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
+            raise InvalidInputError(f"rrf_k must be a non-negative integer, got {rrf_k!r}")
+        if len(weights) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights):
+            raise InvalidInputError(f"weights must be two non-negative numbers (dense, lexical), got {weights!r}")
+        if queries.shape[0] == 0:
+            return []
+        array = queries.to("cpu", torch.float32).numpy()
+        sparse = [query_vector(t) or _NO_TOKEN for t in texts]
+        n = len(texts)
+        if weights[0] == weights[1] == 1:
+
+            def fused(conditions: tuple[Condition, ...]) -> list[QueryPlan | FusionPlan]:
+                return [
+                    FusionPlan(
+                        (
+                            self._dense_plan(q, b, candidates, coarse, conditions),
+                            QueryPlan(Stage(LEXICAL_VECTOR, v, candidates), None, conditions),
+                        ),
+                        limit=k,
+                        k=rrf_k + 1,  # Qdrant ranks from 0, metaembed_rag.fusion from 1
+                        weights=(1.0, 1.0),
+                        conditions=conditions,
+                    )
+                    for q, v in zip(array, sparse, strict=True)
+                ]
+
+            return self._filtered(n, flt, fused)
+
+        # Qdrant weighs a ranking by dividing its ranks (1 / (rank / w + k)), not by scaling its terms as
+        # metaembed_rag.fusion does (w / (k + rank)): weighted, both rankings come back in one batch and are
+        # fused here, so the result is the in-process one.
+        def both(conditions: tuple[Condition, ...]) -> list[QueryPlan | FusionPlan]:
+            dense = [self._dense_plan(q, b, candidates, coarse, conditions) for q in array]
+            return [*dense, *(QueryPlan(Stage(LEXICAL_VECTOR, v, candidates), None, conditions) for v in sparse)]
+
+        rows = self._filtered(2 * n, flt, both)
+        out = []
+        for dense, lexical in zip(rows[:n], rows[n:], strict=True):
+            by_id = {h.id: h for h in (*lexical, *dense)}
+            ranking = fuse(
+                [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in lexical]],
+                k=rrf_k,
+                weights=[float(weights[0]), float(weights[1])],
+            )
+            out.append([SearchHit(doc_id, score, by_id[doc_id].metadata) for doc_id, score in ranking[:k]])
+        return out
+
+    def _dense_plan(
+        self, q: np.ndarray, b: Budget, k: int, coarse: tuple[Budget, int] | None, conditions: tuple[Condition, ...]
+    ) -> QueryPlan:
+        if coarse is None:
+            return QueryPlan(self._stage(q, b, k, self.exact), None, conditions)
+        prefetch = self._stage(q, coarse[0], coarse[1], self.exact)
+        return QueryPlan(self._stage(q, b, min(k, coarse[1]), True), prefetch, conditions)
+
+    def _filtered(
+        self, n: int, flt: MetadataFilter, plans: Callable[[tuple[Condition, ...]], list[QueryPlan | FusionPlan]]
+    ) -> list[list[SearchHit]]:
+        """Run the ``n`` query plans under ``flt``: inside Qdrant where it can match the filter exactly, else over
+        the points whose payloads pass it here (scrolled first, then passed to Qdrant as point ids)."""
+        conditions, residual = translate_filter(flt, booleans=self._backend.matches_booleans)
+        if any(c.kind == "any" and not c.values for c in conditions):  # {"$in": []} matches nothing
+            return [[] for _ in range(n)]
+        if not residual:
+            hits = self._execute(plans(conditions))
+            if flt is None or all(matches_filter(h.metadata, flt) for row in hits for h in row):
+                return hits
+            # Qdrant matched more loosely (e.g. a value inside a list); redo it exactly
+        allowed = self._matching_points(conditions, flt)
+        if not allowed:
+            return [[] for _ in range(n)]
+        return self._execute(plans((*conditions, Condition("has_id", values=tuple(allowed)))))
+
+    def _execute(self, plans: list[QueryPlan | FusionPlan]) -> list[list[SearchHit]]:
         results = self._call(lambda: self._backend.query(plans), f"searching {len(plans)} queries")
         return [
             [SearchHit(r.payload[ID_FIELD], float(r.score), _metadata(r.payload)) for r in row if ID_FIELD in r.payload]
@@ -452,6 +635,21 @@ class QdrantMultiVectorStore(MultiVectorStore):
             allowed.extend(r.point_id for r in records if matches_filter(_metadata(r.payload), flt))
             if offset is None or not records:
                 return allowed
+
+
+_NO_TOKEN = Sparse((0,), (0.0,))
+"""The sparse query of a text without tokens: matches no page (every score 0 is dropped by Qdrant)."""
+
+
+def _page_text(meta: Mapping[str, Any]) -> str | None:
+    """The text BM25 indexes for a stored row: the page's ``text`` on a page stored whole or on its window 0."""
+    from ...results import TEXT_KEY
+
+    info = window_info(meta)
+    if info is not None and info.get("index", 0) != 0:
+        return None
+    text = meta.get(TEXT_KEY)
+    return text if isinstance(text, str) and text else None
 
 
 def _metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
