@@ -225,26 +225,32 @@ class MultiVectorStore(ABC):
         ids: Sequence[str],
         embeddings: torch.Tensor,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        texts: Sequence[str | None] | None = None,
     ) -> None:
         """Insert or replace (upsert by id) documents; ``embeddings`` is ``[n, >= stored_vectors, dim]``.
 
-        Vectors beyond :attr:`stored_vectors` are dropped. Everything is validated before anything is stored:
-        a refused call changes nothing.
+        Vectors beyond :attr:`stored_vectors` are dropped. ``texts`` (one per id, ``None`` for none) are the page
+        texts a store with a lexical side of its own indexes (Qdrant's BM25 vector); other stores ignore them.
+        Everything is validated before anything is stored: a refused call changes nothing.
         """
         ids = check_ids(ids, unique=True)
         vectors = self._check_embeddings(embeddings, len(ids))
         metas = self._check_metadatas(metadatas, ids)
+        page_texts = self._check_texts(texts, len(ids))
         if ids:
-            self._add(ids, vectors, metas)
+            self._add(ids, vectors, metas, page_texts)
 
     def upsert(
         self,
         ids: Sequence[str],
         embeddings: torch.Tensor,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        texts: Sequence[str | None] | None = None,
     ) -> None:
         """The same as :meth:`add` (which replaces documents with the same id)."""
-        self.add(ids, embeddings, metadatas)
+        self.add(ids, embeddings, metadatas, texts=texts)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; if any id is unknown, :class:`~metaembed_rag.errors.DocumentNotFoundError` names
@@ -298,8 +304,11 @@ class MultiVectorStore(ABC):
 
     # ------------------------------------------------------------------------- what a backend implements
     @abstractmethod
-    def _add(self, ids: list[str], embeddings: torch.Tensor, metadatas: list[dict[str, Any]]) -> None:
-        """Store checked documents: unique ids, ``[n, stored_vectors, dim]`` finite floats, JSON-safe dicts."""
+    def _add(
+        self, ids: list[str], embeddings: torch.Tensor, metadatas: list[dict[str, Any]], texts: list[str | None]
+    ) -> None:
+        """Store checked documents: unique ids, ``[n, stored_vectors, dim]`` finite floats, JSON-safe dicts, and
+        page texts (``None`` where none was given)."""
 
     @abstractmethod
     def _delete(self, ids: list[str]) -> None:
@@ -381,6 +390,21 @@ class MultiVectorStore(ABC):
                 raise InvalidInputError(f"metadata of {doc_id!r} uses the reserved key(s) {reserved}")
             out.append(meta)
         return out
+
+    @staticmethod
+    def _check_texts(texts: Any, n: int) -> list[str | None]:
+        """One page text (or ``None``) per id."""
+        if texts is None:
+            return [None] * n
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence) or len(texts) != n:
+            raise InvalidInputError(f"texts must be a list of {n} strings or None (one per id)")
+        bad = [i for i, text in enumerate(texts) if text is not None and not isinstance(text, str)]
+        if bad:
+            raise InvalidInputError(f"texts must be strings or None; #{bad[0]} is {type(texts[bad[0]]).__name__}")
+        for text in texts:
+            if text:
+                _check_unicode(text, "a page text")
+        return list(texts)
 
     def _check_queries(self, queries: Any) -> torch.Tensor:
         """Queries as ``[n_q, R_q, dim]`` (a 2-D ``[R_q, dim]`` is one query), detached, finite floats."""

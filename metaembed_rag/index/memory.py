@@ -195,7 +195,9 @@ class MultiVectorIndex(MultiVectorStore):
         )
         return _Snapshot(values, scales, 0, [], [], None, 0)
 
-    def _add(self, ids: list[str], embeddings: torch.Tensor, metas: list[dict[str, Any]]) -> None:
+    def _add(
+        self, ids: list[str], embeddings: torch.Tensor, metas: list[dict[str, Any]], texts: list[str | None]
+    ) -> None:  # page texts: the searcher keeps this index's BM25 side (metaembed_rag.lexical)
         values, scales = self._format.encode(embeddings)
         values = values.to(self._device)
         scales = scales.to(self._device) if scales is not None else None

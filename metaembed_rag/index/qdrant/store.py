@@ -334,6 +334,17 @@ class QdrantMultiVectorStore(MultiVectorStore):
         """Whether the collection holds the sparse BM25 vector of :meth:`hybrid_search`."""
         return self._schema.lexical is not None
 
+    @property
+    def fuses_pages(self) -> bool:
+        """Whether :meth:`hybrid_search` ranks pages exactly as the in-process hybrid search: the collection has
+        its BM25 vector and has never stored a page split into windows (each page is then one point)."""
+        return self._schema.lexical is not None and not self._schema.lexical.windowed
+
+    @property
+    def ids(self) -> list[str]:
+        """Every stored document id (scrolled from the payloads; in Qdrant's order)."""
+        return self._find_ids(None)
+
     def bytes_per_document(self) -> dict[str, int]:
         """Vector bytes stored per document, per named vector (float32), excluding payload and indexes."""
         return {multivector_name(r): 4 * r * self.dim for r in self.stored_budgets}
@@ -352,12 +363,14 @@ class QdrantMultiVectorStore(MultiVectorStore):
 
     # -- writes (input checked by MultiVectorStore) ----------------------------------------------------
 
-    def _add(self, ids: list[str], embeddings: torch.Tensor, metas: list[dict[str, Any]]) -> None:
+    def _add(
+        self, ids: list[str], embeddings: torch.Tensor, metas: list[dict[str, Any]], texts: list[str | None]
+    ) -> None:
         """Upsert in batches of ``batch_size``, each retried on failure; a retried batch never duplicates
         documents, since point ids are derived from the document ids."""
         array = embeddings.to("cpu", torch.float32).contiguous().numpy()
         budgets = self.stored_budgets
-        sparse = self._page_vectors(metas)
+        sparse = self._page_vectors(metas, texts)
         for start in range(0, len(ids), self.batch_size):
             points = []
             for i in range(start, min(start + self.batch_size, len(ids))):
@@ -368,25 +381,32 @@ class QdrantMultiVectorStore(MultiVectorStore):
             self._call(lambda points=points: self._backend.upsert(points), f"upserting {len(points)} points")
         logger.debug("upserted %d documents into %r", len(ids), self.collection_name)
 
-    def _page_vectors(self, metas: list[dict[str, Any]]) -> list[Sparse | None]:
-        """The BM25 vector of each row that is a page (stored whole, or window 0) with text; ``None`` for the rest.
+    def _page_vectors(self, metas: list[dict[str, Any]], given: list[str | None]) -> list[Sparse | None]:
+        """The BM25 vector of each row that is a page (stored whole, or window 0) with text (the one given, else
+        its metadata ``text``); ``None`` for the rest (windows ``k >= 1``, rows without text).
 
         The first batch with text fixes the collection's average page length when none was given.
         """
         lexical = self._schema.lexical
         if lexical is None:
             return [None] * len(metas)
-        texts = [_page_text(meta) for meta in metas]
+        texts = [_page_text(meta, text) for meta, text in zip(metas, given, strict=True)]
+        updated = lexical
         if lexical.avg_tokens is None:
             lengths = [token_count(t) for t in texts if t]
-            if not lengths:
-                return [None] * len(metas)
-            lexical = LexicalSchema(lexical.k1, lexical.b, max(1.0, sum(lengths) / len(lengths)))
-            schema = dataclasses.replace(self._schema, lexical=lexical)
+            if lengths:
+                updated = dataclasses.replace(updated, avg_tokens=max(1.0, sum(lengths) / len(lengths)))
+                logger.info("BM25 of %r normalises by %.1f tokens a page", self.collection_name, updated.avg_tokens)
+        if not lexical.windowed and any(window_info(meta) is not None for meta in metas):
+            updated = dataclasses.replace(updated, windowed=True)
+        if updated != lexical:
+            schema = dataclasses.replace(self._schema, lexical=updated)
             self._call(lambda: self._backend.write_schema(schema), "saving the collection's BM25 parameters")
             self._schema = schema
-            logger.info("BM25 of %r normalises by %.1f tokens a page", self.collection_name, lexical.avg_tokens)
+        lexical = updated
         avg = lexical.avg_tokens
+        if avg is None:
+            return [None] * len(metas)
         return [page_vector(t, k1=lexical.k1, b=lexical.b, avg_tokens=avg) if t else None for t in texts]
 
     def _delete(self, ids: list[str]) -> None:
@@ -641,14 +661,15 @@ _NO_TOKEN = Sparse((0,), (0.0,))
 """The sparse query of a text without tokens: matches no page (every score 0 is dropped by Qdrant)."""
 
 
-def _page_text(meta: Mapping[str, Any]) -> str | None:
-    """The text BM25 indexes for a stored row: the page's ``text`` on a page stored whole or on its window 0."""
+def _page_text(meta: Mapping[str, Any], given: str | None) -> str | None:
+    """The text BM25 indexes for a stored row: on a page stored whole or on its window 0, the text given with it,
+    else its metadata ``text``."""
     from ...results import TEXT_KEY
 
     info = window_info(meta)
     if info is not None and info.get("index", 0) != 0:
         return None
-    text = meta.get(TEXT_KEY)
+    text = given if given else meta.get(TEXT_KEY)
     return text if isinstance(text, str) and text else None
 
 
