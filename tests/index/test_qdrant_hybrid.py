@@ -274,3 +274,21 @@ def test_the_searcher_gives_the_in_process_hybrid_results_on_qdrant(small_model,
         again = MetaEmbedSearcher(small_model, store)
         first = again.search(QUERIES[0], budget=(4, 8), k=3, hybrid=True)
         assert [h.id for h in first] == [h.id for h in on_qdrant.search(QUERIES[0], budget=(4, 8), k=3, hybrid=True)]
+
+
+def test_without_the_sparse_vector_the_searcher_builds_bm25_from_the_stored_text(small_model):
+    from metaembed_rag.searcher import MetaEmbedSearcher
+
+    with QdrantMultiVectorStore.local(dim=small_model.embedding_dim, stored_budgets=(1, 8), lexical=False) as store:
+        MetaEmbedSearcher(small_model, store).add_documents(PAGES, ids=IDS6, metadatas=[{"text": t} for t in PAGES])
+        reopened = MetaEmbedSearcher(small_model, store)  # a later session: no BM25 side in memory yet
+        assert reopened.lexical_if_built is None and sorted(store.ids) == sorted(IDS6)
+        in_process = MetaEmbedSearcher(small_model)
+        in_process.add_documents(PAGES, ids=IDS6, metadatas=[{"text": t} for t in PAGES])
+        got = reopened.search_batch(QUERIES, budget=(4, 8), k=3, hybrid=True)
+        want = in_process.search_batch(QUERIES, budget=(4, 8), k=3, hybrid=True)
+        assert [[h.id for h in row] for row in got] == [[h.id for h in row] for row in want]
+        assert reopened.lexical_if_built is not None
+
+
+IDS6 = [f"page{i}" for i in range(len(PAGES))]
