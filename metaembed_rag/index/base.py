@@ -241,16 +241,8 @@ class MultiVectorStore(ABC):
         if ids:
             self._add(ids, vectors, metas, page_texts)
 
-    def upsert(
-        self,
-        ids: Sequence[str],
-        embeddings: torch.Tensor,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        *,
-        texts: Sequence[str | None] | None = None,
-    ) -> None:
-        """The same as :meth:`add` (which replaces documents with the same id)."""
-        self.add(ids, embeddings, metadatas, texts=texts)
+    upsert = add
+    """The same as :meth:`add` (which replaces documents with the same id)."""
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; if any id is unknown, :class:`~metaembed_rag.errors.DocumentNotFoundError` names

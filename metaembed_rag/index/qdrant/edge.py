@@ -162,52 +162,26 @@ class EdgeBackend:
         records, next_offset = self.shard.scroll(request)
         return [PointRecord(str(r.id), dict(r.payload or {})) for r in records], next_offset
 
-    def _nearest(self, stage: Stage) -> Any:
-        return self._qe.Query.Nearest(self._vector(stage.vector), using=stage.using)
+    def _stage(self, stage: Stage, flt: Any) -> dict[str, Any]:
+        """The arguments a ``Prefetch`` and a ``QueryRequest`` share for one stage."""
+        query = self._qe.Query.Nearest(self._vector(stage.vector), using=stage.using)
+        return {"limit": stage.limit, "query": query, "filter": flt, "params": self._params(stage)}
 
-    def _prefetch(self, plan: QueryPlan) -> Any:
-        """A plan as a prefetch (of a fusion), its own prefetch nested."""
+    def _request(self, plan: QueryPlan | FusionPlan, kind: Any) -> Any:
+        """A plan as ``kind`` (``QueryRequest``, or ``Prefetch`` inside a fusion), its own prefetches nested."""
         qe = self._qe
         flt = self._filter(plan.conditions)
-        inner = None
-        if plan.prefetch is not None:
-            p = plan.prefetch
-            inner = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=flt, params=self._params(p))]
-        f = plan.final
-        return qe.Prefetch(limit=f.limit, query=self._nearest(f), prefetches=inner, filter=flt, params=self._params(f))
+        extra = {"with_payload": True} if kind is qe.QueryRequest else {}
+        if isinstance(plan, FusionPlan):
+            rrf = qe.Fusion.Rrf(plan.k, list(plan.weights))
+            prefetches = [self._request(p, qe.Prefetch) for p in plan.plans]
+            return kind(limit=plan.limit, query=rrf, prefetches=prefetches, filter=flt, **extra)
+        inner = None if plan.prefetch is None else [qe.Prefetch(**self._stage(plan.prefetch, flt))]
+        return kind(prefetches=inner, **self._stage(plan.final, flt), **extra)
 
     def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
-        qe = self._qe
-        requests = []
-        for plan in plans:
-            flt = self._filter(plan.conditions)
-            if isinstance(plan, FusionPlan):
-                requests.append(
-                    qe.QueryRequest(
-                        limit=plan.limit,
-                        query=qe.Fusion.Rrf(plan.k, list(plan.weights)),
-                        prefetches=[self._prefetch(p) for p in plan.plans],
-                        filter=flt,
-                        with_payload=True,
-                    )
-                )
-                continue
-            prefetches = None
-            if plan.prefetch is not None:
-                p = plan.prefetch
-                prefetches = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=flt, params=self._params(p))]
-            f = plan.final
-            requests.append(
-                qe.QueryRequest(
-                    limit=f.limit,
-                    query=self._nearest(f),
-                    prefetches=prefetches,
-                    filter=flt,
-                    params=self._params(f),
-                    with_payload=True,
-                )
-            )
-        results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        requests = [self._request(plan, self._qe.QueryRequest) for plan in plans]
+        results = self.shard.query_batch(self._qe.QueryBatchRequest(requests))
         return [[PointRecord(str(p.id), dict(p.payload or {}), float(p.score)) for p in row] for row in results]
 
     def _params(self, stage: Stage) -> Any:

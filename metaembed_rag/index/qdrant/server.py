@@ -187,55 +187,31 @@ class ClientBackend:
             return self._m.SparseVector(indices=list(vector.indices), values=list(vector.values))
         return vector
 
-    def _prefetch(self, plan: QueryPlan) -> Any:
-        """A plan as a prefetch (of a fusion), its own prefetch nested."""
+    def _stage(self, stage: Stage, flt: Any) -> dict[str, Any]:
+        """The arguments a ``Prefetch`` and a ``QueryRequest`` share for one stage."""
+        params = _params(self._m, stage)
+        return {
+            "query": self._vector(stage.vector),
+            "using": stage.using,
+            "limit": stage.limit,
+            "filter": flt,
+            "params": params,
+        }
+
+    def _request(self, plan: QueryPlan | FusionPlan, kind: Any) -> Any:
+        """A plan as ``kind`` (``QueryRequest``, or ``Prefetch`` inside a fusion), its own prefetches nested."""
         m = self._m
         flt = self._filter(plan.conditions)
-        inner = None
-        if plan.prefetch is not None:
-            p = plan.prefetch
-            inner = m.Prefetch(
-                query=self._vector(p.vector), using=p.using, limit=p.limit, filter=flt, params=_params(m, p)
-            )
-        f = plan.final
-        return m.Prefetch(
-            prefetch=inner, query=self._vector(f.vector), using=f.using, limit=f.limit, filter=flt, params=_params(m, f)
-        )
+        extra = {"with_payload": True} if kind is m.QueryRequest else {}
+        if isinstance(plan, FusionPlan):
+            rrf = m.RrfQuery(rrf=m.Rrf(k=plan.k, weights=list(plan.weights)))
+            prefetch = [self._request(p, m.Prefetch) for p in plan.plans]
+            return kind(prefetch=prefetch, query=rrf, limit=plan.limit, filter=flt, **extra)
+        inner = None if plan.prefetch is None else m.Prefetch(**self._stage(plan.prefetch, flt))
+        return kind(prefetch=inner, **self._stage(plan.final, flt), **extra)
 
     def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
-        m = self._m
-        requests = []
-        for plan in plans:
-            flt = self._filter(plan.conditions)
-            if isinstance(plan, FusionPlan):
-                requests.append(
-                    m.QueryRequest(
-                        prefetch=[self._prefetch(p) for p in plan.plans],
-                        query=m.RrfQuery(rrf=m.Rrf(k=plan.k, weights=list(plan.weights))),
-                        limit=plan.limit,
-                        filter=flt,
-                        with_payload=True,
-                    )
-                )
-                continue
-            prefetch = None
-            if plan.prefetch is not None:
-                p = plan.prefetch
-                prefetch = m.Prefetch(
-                    query=self._vector(p.vector), using=p.using, limit=p.limit, filter=flt, params=_params(m, p)
-                )
-            f = plan.final
-            requests.append(
-                m.QueryRequest(
-                    prefetch=prefetch,
-                    query=self._vector(f.vector),
-                    using=f.using,
-                    limit=f.limit,
-                    filter=flt,
-                    params=_params(m, f),
-                    with_payload=True,
-                )
-            )
+        requests = [self._request(plan, self._m.QueryRequest) for plan in plans]
         responses = self.client.query_batch_points(self.collection_name, requests=requests)
         return [[PointRecord(str(p.id), p.payload or {}, float(p.score)) for p in r.points] for r in responses]
 
