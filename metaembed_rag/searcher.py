@@ -40,11 +40,12 @@ from .index.base import (
     MetadataFilter,
     MultiVectorStore,
     SearchHit,
+    check_model_identity,
     matches_filter,
     validate_filter,
     validate_metadata,
 )
-from .index.memory import MultiVectorIndex, check_model_identity
+from .index.memory import MultiVectorIndex
 from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.loading import resolve_model
@@ -141,7 +142,9 @@ class MetaEmbedSearcher:
         self.max_windows = max_windows
         if lexical is not None and not isinstance(lexical, LexicalIndex):
             raise InvalidInputError(f"lexical must be a LexicalIndex or None, got {type(lexical).__name__}")
-        self._lexical = lexical if lexical is not None else (LexicalIndex() if len(index) == 0 else None)
+        if lexical is None and not getattr(index, "has_lexical", False):  # else the store keeps BM25 itself
+            lexical = LexicalIndex() if len(index) == 0 else None
+        self._lexical = lexical
         if self.windows:  # check the window settings now rather than at the first add
             self._model.split_document("", window_tokens=window_tokens, overlap=window_overlap, max_windows=max_windows)
 
@@ -193,22 +196,24 @@ class MetaEmbedSearcher:
         for position, doc_id in enumerate(all_ids):
             first.setdefault(doc_id, position)
         keep = sorted(first.values())  # identical generated ids = identical documents: encode once
-        unit_ids, unit_inputs, unit_metas = [], [], []
+        unit_ids, unit_inputs, unit_metas, unit_texts = [], [], [], []
+        page_texts = {all_ids[i]: items[i].text or str(metas[i].get("text") or "") for i in keep}
         for i in keep:
             for unit in self._units(all_ids[i], items[i], metas[i]):
                 unit_ids.append(unit[0])
                 unit_inputs.append(unit[1])
                 unit_metas.append(unit[2])
+                unit_texts.append(page_texts.get(unit[0]) or None)  # the page's text, on its window 0 only
         page_ids = [all_ids[i] for i in keep]
         before = stored_window_ids(self._index, page_ids)
         embeddings = self._model.encode_document(unit_inputs, batch_size=self.batch_size, show_progress=show_progress)
-        self._index.add(unit_ids, embeddings, unit_metas)
+        self._index.add(unit_ids, embeddings, unit_metas, texts=unit_texts)
         written = set(unit_ids)
         stale = [w for page in page_ids for w in before.get(page, []) if w not in written]
         if stale:  # a replaced page now has fewer windows
             self._index.delete(stale)
         if self._lexical is not None:
-            self._lexical.add(page_ids, [items[i].text or str(metas[i].get("text") or "") for i in keep])
+            self._lexical.add(page_ids, [page_texts[p] for p in page_ids])
         logger.debug("added %d documents as %d windows", len(keep), len(unit_ids))
         return all_ids
 
@@ -302,6 +307,10 @@ class MetaEmbedSearcher:
             return self._page_search(
                 embeddings, budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize
             )
+        if options.method == "rrf" and getattr(self._index, "fuses_pages", False):
+            return self._store_fused(
+                embeddings, [item.text or "" for item in items], budget, k, filter, cascade, options
+            )
         dense = self._page_search(
             embeddings,
             budget=budget,
@@ -328,7 +337,28 @@ class MetaEmbedSearcher:
             self._lexical = build_lexical(self._index)
         return self._lexical
 
+    def _store_fused(self, embeddings, texts, budget, k, filter, cascade, options) -> list[list[SearchHit]]:
+        """Hybrid search fused inside the store in one query (Qdrant: prefetch + RRF), for a store where that
+        ranks pages as the in-process fusion does (every page one point: ``fuses_pages``)."""
+        rows = self._index.hybrid_search(
+            embeddings,
+            texts,
+            budget=budget,
+            k=k,
+            filter=filter,
+            cascade=cascade,
+            rrf_k=options.k,
+            weights=(options.dense_weight, options.lexical_weight),
+            candidates=options.candidates,
+        )
+        return [
+            [SearchHit(h.id, h.score, {**h.metadata, "hybrid": {"fused_in": "store", **_NO_RANKS}}) for h in row]
+            for row in rows
+        ]
+
     def _lexical_hits(self, query: str, n: int, flt: Any) -> list[tuple[str, float]]:
+        if getattr(self._index, "has_lexical", False):  # the store keeps BM25 itself (Qdrant's sparse vector)
+            return [(hit.id, hit.score) for hit in self._index.lexical_search([query], k=n, filter=flt)[0]]
         ranking = self.lexical.ranking(query)
         if flt is None:
             return ranking[:n]
@@ -439,6 +469,10 @@ class MetaEmbedSearcher:
         if "lexical" not in options:
             options["lexical"] = load_lexical(Path(path) / LEXICAL_DIR, stored_page_ids(index))
         return cls(resolved, index, batch_size=batch_size, **options)
+
+
+_NO_RANKS = {"dense_rank": None, "dense_score": None, "bm25_rank": None, "bm25_score": None}
+"""What a hybrid hit fused inside the store can say of each ranking (the store returns fused scores only)."""
 
 
 def load_lexical(path: Path, page_ids: Sequence[str]) -> LexicalIndex | None:

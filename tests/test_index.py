@@ -11,8 +11,6 @@ import torch.nn.functional as F
 from metaembed_rag.errors import (
     BudgetError,
     DocumentNotFoundError,
-    DuplicateIdError,
-    IncompatibleModelError,
     InvalidInputError,
 )
 from metaembed_rag.index import MultiVectorIndex, MultiVectorStore, SearchHit
@@ -166,62 +164,16 @@ def test_stored_vectors_smaller_than_model_and_budget_errors(corpus):
         index.search(queries[:, :4].float(), budget=(8, 16), k=1)  # more query vectors than given
     with pytest.raises(BudgetError):
         index.search(queries.float(), budget=(4, 8), k=1, cascade=((8, 8), 5))
-    for bad_k in (0, -1, 1.5, True):
+
+
+def test_constructor_arguments_are_checked():
+    # What every store refuses (ids, embeddings, metadata, queries, k, budgets, cascades, filters) is in
+    # tests/index/test_store_contract.py; these are the index's own arguments.
+    for bad in ({"dim": 0}, {"dim": DIM, "stored_vectors": 0}, {"dim": True}, {"dim": DIM, "stored_vectors": 1.5}):
         with pytest.raises(InvalidInputError):
-            index.search(queries.float(), budget=(1, 1), k=bad_k)
+            MultiVectorIndex(**bad)
     with pytest.raises(InvalidInputError):
-        index.search(queries.float(), budget=(1, 1), k=5, cascade=((1, 1), 2))
-
-
-def test_bad_input_is_refused_and_nothing_changes(corpus):
-    docs, _ = corpus
-    index = build(docs[:10])
-    before = index.search(docs[:2, :4].float(), budget=(4, 8), k=10)
-    nan = docs[:2].float().clone()
-    nan[1, 3, 0] = float("nan")
-    inf = docs[:1].float().clone()
-    inf[0, 0, 0] = float("inf")
-    cases = [
-        (InvalidInputError, lambda: index.add(["x", "y"], nan)),
-        (InvalidInputError, lambda: index.add(["x"], inf)),
-        (IncompatibleModelError, lambda: index.add(["x"], unit(1, 64, DIM + 1).float())),
-        (InvalidInputError, lambda: index.add(["x"], docs[:1, :8].float())),  # fewer vectors than stored
-        (InvalidInputError, lambda: index.add(["x"], docs[0].float())),  # 2-D
-        (InvalidInputError, lambda: index.add(["x", "y"], docs[:1].float())),
-        (DuplicateIdError, lambda: index.add(["x", "x"], docs[:2].float())),
-        (InvalidInputError, lambda: index.add(["x"], docs[:1].float(), [{"f": object()}])),
-        (InvalidInputError, lambda: index.add(["x"], docs[:1].float(), [{"f": float("nan")}])),
-        (InvalidInputError, lambda: index.add(["x"], docs[:1].float(), [{}, {}])),
-        (InvalidInputError, lambda: index.add(["doc0"], docs[:1].float(), ["not a dict"])),
-        (InvalidInputError, lambda: index.add("doc0", docs[:1].float())),
-        (InvalidInputError, lambda: index.add([""], docs[:1].float())),
-        (DocumentNotFoundError, lambda: index.delete(["doc1", "nope"])),
-        (IncompatibleModelError, lambda: index.search(unit(1, 4, DIM + 2).float(), budget=(1, 1))),
-        (InvalidInputError, lambda: index.search(torch.full((1, 4, DIM), float("nan")), budget=(1, 1))),
-        (InvalidInputError, lambda: index.search([[0.0] * DIM], budget=(1, 1))),
-        (InvalidInputError, lambda: MultiVectorIndex(DIM, 0)),
-        (InvalidInputError, lambda: MultiVectorIndex(DIM, 4, dtype="int4")),
-    ]
-    for error, call in cases:
-        with pytest.raises(error):
-            call()
-    assert len(index) == 10 and "x" not in index and "doc1" in index
-    assert index.search(docs[:2, :4].float(), budget=(4, 8), k=10) == before
-    try:
-        index.delete(["nope"])
-    except KeyError as exc:  # DocumentNotFoundError is also a KeyError with a readable message
-        assert "nope" in str(exc)
-
-
-def test_metadata_is_isolated_from_callers(corpus):
-    docs, _ = corpus
-    index = MultiVectorIndex(DIM, 4)
-    meta = {"tags": ["a"]}
-    index.add(["a"], docs[:1].float(), [meta])
-    meta["tags"].append("mutated")
-    hit = index.search(docs[:1, :1].float(), budget=(1, 1), k=1)[0][0]
-    hit.metadata["tags"].append("also mutated")
-    assert index.get(["a"])[0].metadata == {"tags": ["a"]}
+        MultiVectorIndex(DIM, 4, dtype="int4")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

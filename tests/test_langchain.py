@@ -351,8 +351,8 @@ def test_vector_store_search_kwargs_filters_and_mmr(minilm_model, backend):
 
         from metaembed_rag.index.qdrant import QdrantMultiVectorStore
 
-        store = QdrantMultiVectorStore(
-            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 4, 16, 64)
+        store = QdrantMultiVectorStore.from_client(
+            QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 4, 16, 64)
         )
     vs = MetaEmbedVectorStore(model=minilm_model, store=store)
     ids = vs.add_texts(TEXTS, metadatas=[{"n": i, "source": f"/docs/f{i}.txt"} for i in range(4)], ids=list("abcd"))

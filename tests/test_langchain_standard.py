@@ -69,9 +69,9 @@ class TestQdrantVectorStoreStandard(VectorStoreIntegrationTests):
 
         from metaembed_rag.index.qdrant import QdrantMultiVectorStore
 
-        store = QdrantMultiVectorStore(
-            client=QdrantClient(location=":memory:"),
-            collection_name="standard",
+        store = QdrantMultiVectorStore.from_client(
+            QdrantClient(location=":memory:"),
+            "standard",
             dim=minilm_model.embedding_dim,
             stored_budgets=(1, 16, 64),
         )

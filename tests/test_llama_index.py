@@ -367,8 +367,8 @@ def test_vector_store_inside_vector_store_index(minilm_model, backend):
 
         from metaembed_rag.index.qdrant import QdrantMultiVectorStore
 
-        store = QdrantMultiVectorStore(
-            client=QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 16, 64)
+        store = QdrantMultiVectorStore.from_client(
+            QdrantClient(location=":memory:"), dim=minilm_model.embedding_dim, stored_budgets=(1, 16, 64)
         )
     vector_store = MetaEmbedVectorStore(model=minilm_model, store=store)
     docs = [

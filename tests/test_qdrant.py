@@ -17,12 +17,9 @@ from qdrant_client import QdrantClient, models
 from metaembed_rag.atomic import read_json, write_json_atomic
 from metaembed_rag.errors import (
     BudgetError,
-    DocumentNotFoundError,
-    DuplicateIdError,
     IncompatibleModelError,
     IndexFormatError,
     InvalidInputError,
-    MetaEmbedError,
     StoreConnectionError,
 )
 from metaembed_rag.index.base import MultiVectorStore
@@ -46,7 +43,7 @@ def kind(request):
 
 def _open(kind: str, tmp_path, **kwargs) -> QdrantMultiVectorStore:
     if kind == "local":
-        return QdrantMultiVectorStore(location=":memory:", **kwargs)
+        return QdrantMultiVectorStore.local(**kwargs)
     return QdrantMultiVectorStore.embedded(tmp_path, **kwargs)
 
 
@@ -72,16 +69,6 @@ def test_point_ids_are_uuid5_of_the_string_id(store):
     assert record.payload == {"page": 3, ID_FIELD: "report.pdf#p3"}
 
 
-def test_get_returns_vectors_and_metadata_in_order(store):
-    docs = _docs(6)
-    store.add([f"d{i}" for i in range(6)], docs, [{"i": i} for i in range(6)])
-    got = store.get(["d4", "d1", "d4"])
-    assert [d.id for d in got] == ["d4", "d1", "d4"]
-    assert torch.equal(got[0].embeddings, docs[4]) and got[1].metadata == {"i": 1}
-    with pytest.raises(DocumentNotFoundError, match="nope"):
-        store.get(["d1", "nope"])
-
-
 def test_interrupted_batched_upsert_retried_without_duplicates(store):
     ids = [f"d{i}" for i in range(10)]
     docs = _docs(10)
@@ -92,70 +79,6 @@ def test_interrupted_batched_upsert_retried_without_duplicates(store):
     assert {d.metadata["try"] for d in store.get(ids)} == {2}
     hits = store.search(_queries(1), budget=(16, 64), k=20)[0]
     assert sorted(h.id for h in hits) == sorted(ids)
-
-
-def test_upsert_replaces_and_delete_removes(store):
-    store.add(["a", "b", "c"], _docs(3), [{"v": 1}] * 3)
-    replacement = _docs(1, seed=5)
-    store.upsert(["b"], replacement, [{"v": 2}])
-    assert len(store) == 3
-    assert torch.equal(store.get(["b"])[0].embeddings, replacement[0]) and store.get(["b"])[0].metadata == {"v": 2}
-    with pytest.raises(DocumentNotFoundError, match="zzz"):
-        store.delete(["a", "zzz"])
-    assert len(store) == 3  # nothing removed when one id is unknown
-    store.delete(["a"])
-    assert len(store) == 2
-    assert "a" not in {h.id for h in store.search(_queries(1), budget=(1, 1), k=5)[0]}
-
-
-def test_unstored_budget_is_refused_naming_stored_ones(store):
-    store.add(["a"], _docs(1))
-    with pytest.raises(BudgetError, match=r"r_c=16.*\[1, 64\]"):
-        store.search(_queries(), budget=(8, 16))
-    with pytest.raises(BudgetError, match="cascade"):
-        store.search(_queries(), budget=(16, 64), cascade=((4, 8), 5))
-    with pytest.raises(BudgetError):
-        store.search(_queries()[:, :4], budget=(8, 64))  # only 4 query vectors given
-
-
-def test_bad_input_gets_typed_errors(store):
-    docs = _docs(2)
-    with pytest.raises(InvalidInputError, match="strings"):
-        store.add([1, 2], docs)
-    with pytest.raises(DuplicateIdError):
-        store.add(["a", "a"], docs)
-    with pytest.raises(IncompatibleModelError, match="dimension"):
-        store.add(["a", "b"], torch.zeros(2, 64, DIM + 1))
-    with pytest.raises(InvalidInputError, match="vectors per document"):
-        store.add(["a", "b"], docs[:, :16])
-    bad = docs.clone()
-    bad[1, 3, 0] = float("nan")
-    with pytest.raises(InvalidInputError, match="NaN"):
-        store.add(["a", "b"], bad)
-    with pytest.raises(InvalidInputError, match="reserved"):
-        store.add(["a", "b"], docs, [{}, {ID_FIELD: "x"}])
-    with pytest.raises(InvalidInputError, match="JSON"):
-        store.add(["a", "b"], docs, [{}, {"when": object()}])
-    with pytest.raises(InvalidInputError, match="2 dicts"):
-        store.add(["a", "b"], docs, [{}])
-    assert len(store) == 0  # nothing was written by any rejected call
-    with pytest.raises(InvalidInputError, match="strings"):
-        store.delete([3])
-    with pytest.raises(IncompatibleModelError):
-        store.search(torch.zeros(1, 16, DIM + 1), budget=(1, 1))
-    with pytest.raises(InvalidInputError, match="k must"):
-        store.search(_queries(), budget=(1, 1), k=0)
-    with pytest.raises(InvalidInputError, match="operator"):
-        store.search(_queries(), budget=(1, 1), filter={"a": {"$like": 1}})
-    with pytest.raises(InvalidInputError, match="cascade"):
-        store.search(_queries(), budget=(16, 64), cascade=((1, 1),))
-    assert all(isinstance(e, MetaEmbedError) for e in (BudgetError("x"), StoreConnectionError("y")))
-
-
-def test_empty_in_filter_matches_nothing(store):
-    store.add(["a", "b"], _docs(2), [{"s": "x"}, {"s": "y"}])
-    assert store.search(_queries(), budget=(1, 1), filter={"s": {"$in": []}}) == [[], []]
-    assert store.search(_queries(), budget=(1, 1), filter=lambda m: False) == [[], []]
 
 
 def test_edge_persists_and_reopens(tmp_path):
@@ -172,14 +95,14 @@ def test_edge_persists_and_reopens(tmp_path):
 
 def test_local_path_mode_persists_and_reopens(tmp_path):
     docs = _docs(5)
-    s = QdrantMultiVectorStore(path=str(tmp_path / "q"), dim=DIM, model_fingerprint="abc")
+    s = QdrantMultiVectorStore.local(tmp_path / "q", dim=DIM, model_fingerprint="abc")
     s.add([f"d{i}" for i in range(5)], docs)
     s.close()
-    s = QdrantMultiVectorStore(path=str(tmp_path / "q"), model_fingerprint="abc")
+    s = QdrantMultiVectorStore.local(tmp_path / "q", model_fingerprint="abc")
     assert len(s) == 5 and s.model_fingerprint == "abc"
     s.close()
     with pytest.raises(IncompatibleModelError, match="other"):
-        QdrantMultiVectorStore(path=str(tmp_path / "q"), model_fingerprint="other")
+        QdrantMultiVectorStore.local(tmp_path / "q", model_fingerprint="other")
 
 
 def test_reopening_with_other_dim_or_budgets_is_refused(kind, tmp_path):
@@ -187,7 +110,7 @@ def test_reopening_with_other_dim_or_budgets_is_refused(kind, tmp_path):
 
     def reopen(**kwargs):
         if kind == "local":
-            return QdrantMultiVectorStore(client=client, **kwargs)
+            return QdrantMultiVectorStore.from_client(client, **kwargs)
         return QdrantMultiVectorStore.embedded(tmp_path, **kwargs)
 
     reopen(dim=DIM, stored_budgets=[16, 64]).close()
@@ -203,14 +126,14 @@ def test_foreign_or_future_collections_are_refused(tmp_path):
     client = QdrantClient(location=":memory:")
     client.create_collection("plain", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
     with pytest.raises(IndexFormatError, match="not created by metaembed_rag"):
-        QdrantMultiVectorStore(client=client, collection_name="plain", dim=DIM)
+        QdrantMultiVectorStore.from_client(client, "plain", dim=DIM)
     client.create_collection(
         "future",
         vectors_config={"first": models.VectorParams(size=DIM, distance=models.Distance.DOT)},
         metadata={"metaembed_rag": {"format_version": 99, "dim": DIM, "stored_budgets": [1]}},
     )
     with pytest.raises(IndexFormatError, match="version 99"):
-        QdrantMultiVectorStore(client=client, collection_name="future")
+        QdrantMultiVectorStore.from_client(client, "future")
 
     QdrantMultiVectorStore.embedded(tmp_path, "docs", dim=DIM).close()
     description = tmp_path / "docs" / "metaembed_rag.json"
@@ -223,15 +146,21 @@ def test_foreign_or_future_collections_are_refused(tmp_path):
         QdrantMultiVectorStore.embedded(tmp_path, "docs")
 
 
-def test_creating_needs_dim_and_one_way_to_reach_qdrant(tmp_path):
+def test_creating_needs_dim_and_a_real_way_to_reach_qdrant(tmp_path):
     with pytest.raises(InvalidInputError, match="dim="):
-        QdrantMultiVectorStore(location=":memory:")
-    with pytest.raises(InvalidInputError, match="exactly one"):
-        QdrantMultiVectorStore(dim=DIM)
-    with pytest.raises(InvalidInputError, match="exactly one"):
-        QdrantMultiVectorStore(location=":memory:", url="http://127.0.0.1:1", dim=DIM)
+        QdrantMultiVectorStore.local()
     with pytest.raises(BudgetError):
-        QdrantMultiVectorStore(location=":memory:", dim=DIM, stored_budgets=[0])
+        QdrantMultiVectorStore.local(dim=DIM, stored_budgets=[0])
+    with pytest.raises(InvalidInputError, match="from_client"):  # the old keyword form points to the new one
+        QdrantMultiVectorStore(QdrantClient(location=":memory:"), dim=DIM)
+    with pytest.raises(InvalidInputError, match="QdrantClient"):
+        QdrantMultiVectorStore.from_client("http://localhost:6333", dim=DIM)
+    with pytest.raises(InvalidInputError, match="url"):
+        QdrantMultiVectorStore.connect("", dim=DIM)
+    with pytest.raises(InvalidInputError, match="collection"):
+        QdrantMultiVectorStore.local(collection="", dim=DIM)
+    with pytest.raises(InvalidInputError, match="plain folder name"):
+        QdrantMultiVectorStore.embedded(tmp_path, "../escape", dim=DIM)
 
 
 def test_edge_shard_is_locked_while_open(tmp_path):
@@ -252,5 +181,5 @@ def test_unreachable_server_fails_clearly_after_bounded_retries():
     url = f"http://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
     with pytest.raises(StoreConnectionError, match=r"127\.0\.0\.1.*after 3 attempt\(s\)"):
-        QdrantMultiVectorStore(url=url, dim=DIM, timeout=1, retries=2, backoff=0.05)
+        QdrantMultiVectorStore.connect(url, dim=DIM, timeout=1, retries=2, backoff=0.05)
     assert time.monotonic() - start < 3

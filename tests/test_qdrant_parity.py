@@ -76,7 +76,7 @@ def _open(kind, folder):
     if kind == "memory":
         return MultiVectorIndex(dim=DIM)
     if kind == "local":
-        return QdrantMultiVectorStore(client=QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
+        return QdrantMultiVectorStore.from_client(QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
     return QdrantMultiVectorStore.embedded(folder, dim=DIM, stored_budgets=STORED, batch_size=50)
 
 
@@ -194,7 +194,7 @@ def test_three_stores_agree(tmp_path):
     """The same documents and queries through MultiVectorIndex, local mode and Edge: same ranks, same scores."""
     ids, docs, queries, metas = _corpus(4)
     memory = MultiVectorIndex(dim=DIM)
-    local = QdrantMultiVectorStore(client=QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
+    local = QdrantMultiVectorStore.from_client(QdrantClient(location=":memory:"), dim=DIM, stored_budgets=STORED)
     edge = QdrantMultiVectorStore.embedded(tmp_path, dim=DIM, stored_budgets=STORED)
     try:
         for s in (memory, local, edge):

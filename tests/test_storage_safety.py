@@ -567,7 +567,7 @@ def test_qdrant_edge_refuses_a_folder_with_foreign_files(tmp_path):
     folder.mkdir()
     (folder / "report.pdf").write_bytes(b"%PDF-1.4 mine")
     with pytest.raises(UnsafePathError, match=r"report\.pdf"):
-        QdrantMultiVectorStore.embedded(tmp_path, collection_name="docs", dim=8, stored_budgets=[(1, 4)])
+        QdrantMultiVectorStore.embedded(tmp_path, collection="docs", dim=8, stored_budgets=[(1, 4)])
     assert sorted(p.name for p in folder.iterdir()) == ["report.pdf"]
 
 

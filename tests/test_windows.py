@@ -247,12 +247,10 @@ def test_qdrant_store_holds_windows_like_the_in_process_index(small_model, tmp_p
 
     dim = small_model.embedding_dim
     if kind == "local":
-        store = QdrantMultiVectorStore(location=":memory:", collection_name="w", dim=dim, stored_budgets=[(4, 8)])
+        store = QdrantMultiVectorStore.local(collection="w", dim=dim, stored_budgets=[(4, 8)])
     else:
         pytest.importorskip("qdrant_edge")
-        store = QdrantMultiVectorStore.embedded(
-            tmp_path / "edge", collection_name="w", dim=dim, stored_budgets=[(4, 8)]
-        )
+        store = QdrantMultiVectorStore.embedded(tmp_path / "edge", collection="w", dim=dim, stored_budgets=[(4, 8)])
     docs, ids = [LONG, SENTENCES[0], SENTENCES[4]], ["long", "s0", "s4"]
     metas = [{"source": "a"}, {"source": "b"}, {"source": "b"}]
     qdrant = MetaEmbedSearcher(small_model, store)

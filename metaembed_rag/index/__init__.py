@@ -14,10 +14,11 @@ from .base import (
     MultiVectorStore,
     SearchHit,
     StoredDocument,
+    check_model_identity,
     matches_filter,
     validate_filter,
 )
-from .memory import MultiVectorIndex, check_model_identity
+from .memory import MultiVectorIndex
 from .storage import StorageFormat
 
 

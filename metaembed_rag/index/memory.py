@@ -36,28 +36,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..budget import Budget, BudgetLike, resolve_budget
-from ..errors import (
-    BudgetError,
-    DocumentNotFoundError,
-    IncompatibleModelError,
-    InvalidInputError,
-)
+from ..budget import Budget
+from ..errors import InvalidInputError
 from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
 from ..scoring import maxsim_vector_major, topk
-from ..validation import check_k
 from .base import (
-    Cascade,
     MetadataFilter,
     MultiVectorStore,
     SearchHit,
     StoredDocument,
-    check_ids,
+    check_model_identity,
     matches_filter,
-    validate_filter,
-    validate_metadata,
 )
-from .persistence import IndexData, identity_summary, load_index, save_index
+from .persistence import IndexData, load_index, save_index
 from .storage import StorageFormat
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,12 +78,6 @@ class _Snapshot:
     @property
     def capacity(self) -> int:
         return self.values.shape[1]
-
-
-def _check_finite(name: str, tensor: torch.Tensor) -> None:
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
-        raise InvalidInputError(f"{name} contain NaN or infinite values (rows {bad[:10]})")
 
 
 class MultiVectorIndex(MultiVectorStore):
@@ -171,9 +156,8 @@ class MultiVectorIndex(MultiVectorStore):
             return snap.ids[: snap.count]
         return [snap.ids[r] for r in snap.alive.nonzero().flatten().tolist()]
 
-    def find_ids(self, filter: MetadataFilter = None) -> list[str]:
-        """Live document ids whose metadata passes ``filter``, in storage order."""
-        flt = validate_filter(filter)
+    def _find_ids(self, flt: MetadataFilter) -> list[str]:
+        """Live document ids whose metadata passes ``flt``, in storage order."""
         snap = self._snapshot
         rows = self._eligible_rows(snap, flt)
         if rows is None:
@@ -192,6 +176,9 @@ class MultiVectorIndex(MultiVectorStore):
         with self._lock:
             return doc_id in self._rows
 
+    def _where(self) -> str:
+        return "the index"
+
     def __repr__(self) -> str:
         return (
             f"MultiVectorIndex(documents={len(self)}, dim={self._dim}, stored_vectors={self._stored}, "
@@ -208,52 +195,9 @@ class MultiVectorIndex(MultiVectorStore):
         )
         return _Snapshot(values, scales, 0, [], [], None, 0)
 
-    def _check_embeddings(self, embeddings: Any, n: int) -> torch.Tensor:
-        if not isinstance(embeddings, torch.Tensor):
-            raise InvalidInputError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
-        if embeddings.ndim != 3:
-            raise InvalidInputError(f"embeddings must have shape [n, vectors, dim], got {tuple(embeddings.shape)}")
-        if embeddings.shape[-1] != self._dim:
-            raise IncompatibleModelError(
-                f"embeddings have dim {embeddings.shape[-1]} but this index stores dim {self._dim} "
-                "(were they made by another model?)"
-            )
-        if embeddings.shape[0] != n:
-            raise InvalidInputError(f"got {n} ids but {embeddings.shape[0]} embeddings")
-        if embeddings.shape[1] < self._stored:
-            raise InvalidInputError(
-                f"each document needs at least {self._stored} vectors (the index's stored_vectors), "
-                f"got {embeddings.shape[1]}"
-            )
-        if not embeddings.is_floating_point():
-            raise InvalidInputError(f"embeddings must be floating point, got {embeddings.dtype}")
-        embeddings = embeddings[:, : self._stored].detach()
-        _check_finite("embeddings", embeddings)
-        return embeddings
-
-    def add(
-        self,
-        ids: Sequence[str],
-        embeddings: torch.Tensor,
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
-        """Insert documents, replacing (upserting) any with the same id.
-
-        ``embeddings`` is ``[n, >= stored_vectors, dim]``; extra vectors beyond ``stored_vectors`` are dropped.
-        Everything is validated before anything is stored: on error the index is unchanged.
-        """
-        ids = check_ids(ids, unique=True)
-        embeddings = self._check_embeddings(embeddings, len(ids))
-        if metadatas is None:
-            metas = [{} for _ in ids]
-        else:
-            if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-                raise InvalidInputError("metadatas must be a list of dicts, one per id")
-            if len(metadatas) != len(ids):
-                raise InvalidInputError(f"got {len(ids)} ids but {len(metadatas)} metadata dicts")
-            metas = [validate_metadata(m, i) for m, i in zip(metadatas, ids, strict=False)]
-        if not ids:
-            return
+    def _add(
+        self, ids: list[str], embeddings: torch.Tensor, metas: list[dict[str, Any]], texts: list[str | None]
+    ) -> None:  # page texts: the searcher keeps this index's BM25 side (metaembed_rag.lexical)
         values, scales = self._format.encode(embeddings)
         values = values.to(self._device)
         scales = scales.to(self._device) if scales is not None else None
@@ -322,15 +266,11 @@ class MultiVectorIndex(MultiVectorStore):
         self._rows = {doc_id: row for row, doc_id in enumerate(ids)}
         return _Snapshot(values, scales, len(ids), ids, metas, None, len(ids))
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id; if any id is unknown, raise and remove nothing."""
-        ids = list(dict.fromkeys(check_ids(ids, unique=False)))
+    def _delete(self, ids: list[str]) -> None:
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
-                raise DocumentNotFoundError(f"{len(missing)} id(s) not in the index: {missing[:10]}")
-            if not ids:
-                return
+                raise self._not_found(missing)
             snap = self._snapshot
             alive = torch.ones(snap.count, dtype=torch.bool) if snap.alive is None else snap.alive.clone()
             alive[[self._rows.pop(i) for i in ids]] = False
@@ -380,17 +320,14 @@ class MultiVectorIndex(MultiVectorStore):
         return self
 
     # ---------------------------------------------------------------------------------------------- reads
-    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+    def _get(self, ids: list[str]) -> list[StoredDocument]:
         """The stored documents (float32 CPU vectors ``[R_c, d]``, as stored: int8/bf16 are dequantised)."""
-        ids = check_ids(ids, unique=False)
         with self._lock:
             missing = [i for i in ids if i not in self._rows]
             if missing:
-                raise DocumentNotFoundError(f"{len(missing)} id(s) not in the index: {missing[:10]}")
+                raise self._not_found(missing)
             rows = [self._rows[i] for i in ids]
             snap = self._snapshot
-        if not rows:
-            return []
         index = torch.tensor(rows, device=snap.values.device)
         values = snap.values.index_select(1, index)
         scales = snap.scales.index_select(1, index) if snap.scales is not None else None
@@ -400,28 +337,11 @@ class MultiVectorIndex(MultiVectorStore):
             for k, (doc_id, row) in enumerate(zip(ids, rows, strict=False))
         ]
 
-    def lookup_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The metadata of those of ``ids`` that are stored (unknown ids are left out, nothing raises)."""
+    def _lookup_metadata(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         with self._lock:
             snap = self._snapshot
             rows = {i: self._rows[i] for i in ids if i in self._rows}
         return {i: copy.deepcopy(snap.metadatas[r]) for i, r in rows.items()}
-
-    def _check_queries(self, queries: Any) -> torch.Tensor:
-        if not isinstance(queries, torch.Tensor):
-            raise InvalidInputError(f"query_embeddings must be a torch.Tensor, got {type(queries).__name__}")
-        if queries.ndim == 2:
-            queries = queries.unsqueeze(0)
-        if queries.ndim != 3:
-            raise InvalidInputError(f"query_embeddings must be [n_q, r_q, dim], got {tuple(queries.shape)}")
-        if queries.shape[-1] != self._dim:
-            raise IncompatibleModelError(
-                f"query embeddings have dim {queries.shape[-1]} but this index stores dim {self._dim}"
-            )
-        if not queries.is_floating_point():
-            raise InvalidInputError(f"query embeddings must be floating point, got {queries.dtype}")
-        _check_finite("query embeddings", queries)
-        return queries
 
     def _eligible_rows(self, snap: _Snapshot, flt: MetadataFilter) -> torch.Tensor | None:
         """Rows that are live and pass ``flt`` (CPU int64), or ``None`` for "all ``count`` rows"."""
@@ -498,33 +418,15 @@ class MultiVectorIndex(MultiVectorStore):
         self._norm_cache = (weakref.ref(snap.values), snap.count, bound)
         return bound
 
-    def search(
+    def _search(
         self,
-        query_embeddings: torch.Tensor,
-        *,
-        budget: BudgetLike,
-        k: int = 10,
-        filter: MetadataFilter = None,
-        cascade: Cascade = None,
-        normalize: bool = False,
+        queries: torch.Tensor,
+        b: Budget,
+        k: int,
+        flt: MetadataFilter,
+        coarse: tuple[Budget, int] | None,
+        normalize: bool,
     ) -> list[list[SearchHit]]:
-        """The top ``k`` documents per query (``[n_q, R_q, dim]``) by MaxSim at ``budget``.
-
-        Args:
-            budget: ``(r_q, r_c)``; ``r_c`` may not exceed :attr:`stored_vectors`.
-            filter: a dict of metadata equalities (a value may be ``{"$in": [...]}``) or a predicate.
-            cascade: ``(coarse_budget, n_candidates)``: score every document at the coarse budget, then
-                rescore the best ``n_candidates`` per query at ``budget`` (much less data read).
-            normalize: divide scores by ``r_q`` (they then lie in ``[-1, 1]``).
-
-        Example:
-            >>> index.search(q, budget=(8, 16), k=5, cascade=((1, 1), 100))   # doctest: +SKIP
-        """
-        queries = self._check_queries(query_embeddings)
-        b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=self._stored)
-        check_k(k)
-        flt = validate_filter(filter)
-        coarse = self._check_cascade(cascade, b, k, queries.shape[1])
         snap = self._snapshot  # everything below works on this immutable snapshot
         n_q = queries.shape[0]
         rows = self._eligible_rows(snap, flt)
@@ -552,19 +454,6 @@ class MultiVectorIndex(MultiVectorStore):
         masked.scatter_(1, inverse, fine.gather(1, inverse))
         values, picked = topk(masked, min(k, candidates.shape[1]))
         return self._hits(snap, values.cpu(), union[picked.cpu()])
-
-    def _check_cascade(self, cascade: Cascade, budget: Budget, k: int, query_vectors: int) -> tuple[Budget, int] | None:
-        if cascade is None:
-            return None
-        if not isinstance(cascade, (tuple, list)) or len(cascade) != 2:
-            raise InvalidInputError(f"cascade must be (coarse_budget, n_candidates), got {cascade!r}")
-        coarse_value, n_candidates = cascade
-        coarse = resolve_budget(coarse_value, max_query=query_vectors, max_candidate=self._stored)
-        if coarse.r_q > budget.r_q or coarse.r_c > budget.r_c:
-            raise BudgetError(f"cascade coarse budget {tuple(coarse)} must not exceed the budget {tuple(budget)}")
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < k:
-            raise InvalidInputError(f"cascade n_candidates must be an integer >= k ({k}), got {n_candidates!r}")
-        return coarse, n_candidates
 
     @staticmethod
     def _hits(snap: _Snapshot, values: torch.Tensor, rows: torch.Tensor) -> list[list[SearchHit]]:
@@ -642,23 +531,3 @@ class MultiVectorIndex(MultiVectorStore):
         index._rows = {doc_id: row for row, doc_id in enumerate(data.ids)}
         index._snapshot = _Snapshot(values, scales, count, data.ids, data.metadatas, None, count)
         return index
-
-
-def check_model_identity(stored: Mapping[str, Any] | None, dim: int, model: MetaEmbedModel | Mapping[str, Any]) -> None:
-    """Raise :class:`IncompatibleModelError` unless ``model`` is the one that made an index of ``dim``."""
-    identity = dict(model) if isinstance(model, Mapping) else dict(model.identity)
-    model_dim = identity.get("embedding_dim")
-    if model_dim is not None and model_dim != dim:
-        raise IncompatibleModelError(
-            f"the index stores {dim}-dimensional vectors but the model {identity_summary(identity)} "
-            f"produces {model_dim}-dimensional ones"
-        )
-    if not stored:
-        logger.warning("the index records no model identity; only its dimension (%d) could be checked", dim)
-        return
-    for key in ("fingerprint", "name", "family"):
-        if stored.get(key) is not None and identity.get(key) is not None and stored[key] != identity[key]:
-            raise IncompatibleModelError(
-                f"the index was built with {identity_summary(dict(stored))}, not with "
-                f"{identity_summary(identity)} ({key} differs); re-encode the documents or load the right model"
-            )

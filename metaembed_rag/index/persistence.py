@@ -330,9 +330,3 @@ def _check_finite_slabs(file: Path, values: torch.Tensor) -> None:
 def read_index_config(path: str | os.PathLike) -> dict[str, Any]:
     """The checked ``index.json`` of a saved index (without reading the vectors)."""
     return _read_config(_recover_folder(Path(path)))
-
-
-def identity_summary(identity: dict[str, Any] | None) -> str:
-    if not identity:
-        return "unknown model"
-    return f"{identity.get('name')} (dim {identity.get('embedding_dim')}, fingerprint {identity.get('fingerprint')})"

@@ -1,22 +1,27 @@
 """The Qdrant backend over ``qdrant-client``: a server, a sharded cluster, or the client's local mode.
 
-Used by :class:`~metaembed_rag.index.qdrant.QdrantMultiVectorStore`; not meant to be used directly.
+Made by :meth:`QdrantMultiVectorStore.connect <metaembed_rag.index.qdrant.QdrantMultiVectorStore.connect>`,
+``from_client`` and ``local``; not meant to be used directly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import IndexFormatError, InvalidInputError, require
-from .qdrant import (
+from ...errors import IndexFormatError, InvalidInputError, require
+from .schema import (
     DENSE_VECTOR,
+    LEXICAL_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
     Condition,
+    FusionPlan,
     PointRecord,
     QueryPlan,
+    Sparse,
     Stage,
     multivector_name,
 )
@@ -29,9 +34,15 @@ _TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 class ClientBackend:
     """One collection reached through a ``qdrant_client.QdrantClient``."""
 
+    matches_booleans = True
+
     def __init__(self, client: Any, collection_name: str, owns_client: bool = False, **create_options: Any) -> None:
         self._qc = require("qdrant_client", "qdrant", "the Qdrant store")
         self._m = self._qc.models
+        if not isinstance(client, self._qc.QdrantClient):
+            raise InvalidInputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}")
+        if not isinstance(collection_name, str) or not collection_name:
+            raise InvalidInputError(f"the collection name must be a non-empty string, got {collection_name!r}")
         self.client = client
         self.collection_name = collection_name
         self.create_options = {k: v for k, v in create_options.items() if v is not None}
@@ -40,55 +51,40 @@ class ClientBackend:
         self._info: Any = None
 
     @classmethod
-    def connect(
+    def from_url(
         cls,
-        client: Any,
+        url: str,
         collection_name: str,
         *,
-        url: str | None,
-        api_key: str | None,
-        prefer_grpc: bool,
-        location: str | None,
-        path: str | None,
-        timeout: float | None,
-        shard_number: int | None,
-        replication_factor: int | None,
-        on_disk: bool | None,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        timeout: float | None = None,
+        **create_options: Any,
     ) -> ClientBackend:
-        """Use ``client``, or make one from ``url``/``location``/``path`` (exactly one of the four)."""
+        """A client of its own for the server or cluster at ``url`` (closed with the backend)."""
         qc = require("qdrant_client", "qdrant", "the Qdrant store")
-        given = [
-            name
-            for name, value in (("client", client), ("url", url), ("location", location), ("path", path))
-            if value is not None
-        ]
-        if len(given) != 1:
-            raise InvalidInputError(
-                "pass exactly one of client=, url=, location= (':memory:') or path= to reach Qdrant"
-                + (f"; got {given}" if given else "")
-            )
-        client_made = client is None
-        if client is None:
-            if url is not None:
-                client = qc.QdrantClient(
-                    url=url,
-                    api_key=api_key,
-                    prefer_grpc=prefer_grpc,
-                    timeout=None if timeout is None else max(1, round(timeout)),
-                    check_compatibility=False,
-                )
-            else:
-                client = qc.QdrantClient(location=location, path=path)
-        elif not isinstance(client, qc.QdrantClient):
-            raise InvalidInputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}")
-        return cls(
-            client,
-            collection_name,
-            owns_client=client_made,
-            shard_number=shard_number,
-            replication_factor=replication_factor,
-            on_disk=on_disk,
+        if not isinstance(url, str) or not url:
+            raise InvalidInputError(f"url must be a non-empty string such as 'http://localhost:6333', got {url!r}")
+        client = qc.QdrantClient(
+            url=url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout=None if timeout is None else max(1, round(timeout)),
+            check_compatibility=False,
         )
+        return cls(client, collection_name, owns_client=True, **create_options)
+
+    @classmethod
+    def local(cls, path: str | os.PathLike | None, collection_name: str) -> ClientBackend:
+        """A client of its own in qdrant-client's local mode: in memory, or persistent in the folder ``path``."""
+        qc = require("qdrant_client", "qdrant", "the Qdrant store")
+        if path is None:
+            client = qc.QdrantClient(location=":memory:")
+        elif isinstance(path, (str, os.PathLike)):
+            client = qc.QdrantClient(path=os.fspath(path))
+        else:
+            raise InvalidInputError(f"path must be a folder path or None (in memory), got {type(path).__name__}")
+        return cls(client, collection_name, owns_client=True)
 
     # -- schema ----------------------------------------------------------------------------------------
 
@@ -121,6 +117,9 @@ class ClientBackend:
                     f"{' multi' if is_multi else ' dense'}, expected {schema.dim}-dimensional"
                     f"{' multi' if r_c > 1 else ' dense'}"
                 )
+        sparse = self._info.config.params.sparse_vectors or {}
+        if schema.lexical is not None and LEXICAL_VECTOR not in sparse:
+            raise IndexFormatError(f"{where} lacks the sparse vector {LEXICAL_VECTOR!r} its description promises")
 
     def create(self, schema: CollectionSchema) -> None:
         m = self._m
@@ -134,18 +133,28 @@ class ClientBackend:
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
                 hnsw_config=m.HnswConfigDiff(m=0),
             )
+        sparse = None
+        if schema.lexical is not None:
+            sparse = {LEXICAL_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)}
         self.client.create_collection(
             self.collection_name,
             vectors_config=vectors,
+            sparse_vectors_config=sparse,
             shard_number=self.create_options.get("shard_number"),
             replication_factor=self.create_options.get("replication_factor"),
             metadata={SCHEMA_KEY: schema.to_json()},
         )
 
+    def write_schema(self, schema: CollectionSchema) -> None:
+        self.client.update_collection(self.collection_name, metadata={SCHEMA_KEY: schema.to_json()})
+
     # -- points ----------------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
-        structs = [self._m.PointStruct(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in points]
+        structs = [
+            self._m.PointStruct(id=pid, vector={n: self._vector(v) for n, v in vectors.items()}, payload=payload)
+            for pid, vectors, payload in points
+        ]
         self.client.upsert(self.collection_name, points=structs, wait=True)
 
     def delete(self, point_ids: Sequence[str]) -> None:
@@ -173,27 +182,36 @@ class ClientBackend:
         )
         return [PointRecord(str(r.id), r.payload or {}) for r in records], next_offset
 
-    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+    def _vector(self, vector: Any) -> Any:
+        if isinstance(vector, Sparse):
+            return self._m.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return vector
+
+    def _stage(self, stage: Stage, flt: Any) -> dict[str, Any]:
+        """The arguments a ``Prefetch`` and a ``QueryRequest`` share for one stage."""
+        params = _params(self._m, stage)
+        return {
+            "query": self._vector(stage.vector),
+            "using": stage.using,
+            "limit": stage.limit,
+            "filter": flt,
+            "params": params,
+        }
+
+    def _request(self, plan: QueryPlan | FusionPlan, kind: Any) -> Any:
+        """A plan as ``kind`` (``QueryRequest``, or ``Prefetch`` inside a fusion), its own prefetches nested."""
         m = self._m
-        requests = []
-        for plan in plans:
-            flt = self._filter(plan.conditions)
-            prefetch = None
-            if plan.prefetch is not None:
-                p = plan.prefetch
-                prefetch = m.Prefetch(query=p.vector, using=p.using, limit=p.limit, filter=flt, params=_params(m, p))
-            f = plan.final
-            requests.append(
-                m.QueryRequest(
-                    prefetch=prefetch,
-                    query=f.vector,
-                    using=f.using,
-                    limit=f.limit,
-                    filter=flt,
-                    params=_params(m, f),
-                    with_payload=True,
-                )
-            )
+        flt = self._filter(plan.conditions)
+        extra = {"with_payload": True} if kind is m.QueryRequest else {}
+        if isinstance(plan, FusionPlan):
+            rrf = m.RrfQuery(rrf=m.Rrf(k=plan.k, weights=list(plan.weights)))
+            prefetch = [self._request(p, m.Prefetch) for p in plan.plans]
+            return kind(prefetch=prefetch, query=rrf, limit=plan.limit, filter=flt, **extra)
+        inner = None if plan.prefetch is None else m.Prefetch(**self._stage(plan.prefetch, flt))
+        return kind(prefetch=inner, **self._stage(plan.final, flt), **extra)
+
+    def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
+        requests = [self._request(plan, self._m.QueryRequest) for plan in plans]
         responses = self.client.query_batch_points(self.collection_name, requests=requests)
         return [[PointRecord(str(p.id), p.payload or {}, float(p.score)) for p in r.points] for r in responses]
 

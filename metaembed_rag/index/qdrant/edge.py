@@ -2,7 +2,7 @@
 
 A collection ``name`` under ``path`` is the folder ``path/name/`` holding ``shard/`` (the Edge shard) and
 ``metaembed_rag.json`` (the layout description, written atomically after the shard is created).
-Used by :meth:`QdrantMultiVectorStore.embedded <metaembed_rag.index.qdrant.QdrantMultiVectorStore.embedded>`.
+Made by :meth:`QdrantMultiVectorStore.embedded <metaembed_rag.index.qdrant.QdrantMultiVectorStore.embedded>`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import read_json, write_json_atomic
-from ..errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
-from .qdrant import (
+from ...atomic import read_json, write_json_atomic
+from ...errors import IndexFormatError, InvalidInputError, StoreConnectionError, UnsafePathError, require
+from .schema import (
     DENSE_VECTOR,
+    LEXICAL_VECTOR,
     SCHEMA_KEY,
     CollectionSchema,
     Condition,
+    FusionPlan,
     PointRecord,
     QueryPlan,
+    Sparse,
     Stage,
     multivector_name,
 )
@@ -36,9 +39,12 @@ SHARD_DIR = "shard"
 class EdgeBackend:
     """One Qdrant Edge shard holding one collection."""
 
+    matches_booleans = False  # qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1
+
     def __init__(self, root: Path, search_threads: int | None, on_disk: bool | None) -> None:
         self._qe = require("qdrant_edge", "qdrant", "the embedded Qdrant (Edge) store")
         self.root = root
+        self.collection_name = root.name
         self.location = f"edge:{root}"
         self.search_threads = search_threads
         self.on_disk = on_disk
@@ -55,7 +61,12 @@ class EdgeBackend:
     ) -> EdgeBackend:
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidInputError(f"path must be a folder path, got {type(path).__name__}")
-        if not collection_name or any(ch in collection_name for ch in "/\\") or collection_name in (".", ".."):
+        if (
+            not isinstance(collection_name, str)
+            or not collection_name
+            or any(ch in collection_name for ch in "/\\")
+            or collection_name in (".", "..")
+        ):
             raise InvalidInputError(f"collection_name must be a plain folder name, got {collection_name!r}")
         return cls(Path(path) / collection_name, search_threads, on_disk)
 
@@ -89,7 +100,10 @@ class EdgeBackend:
                 # m=0 disables HNSW for the rescoring vectors (the other two arguments are required, unused).
                 hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10000),
             )
-        return qe.EdgeConfig(vectors=vectors, max_search_threads=self.search_threads)
+        sparse = None
+        if schema.lexical is not None:
+            sparse = {LEXICAL_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, on_disk=self.on_disk)}
+        return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, max_search_threads=self.search_threads)
 
     def check_layout(self, schema: CollectionSchema) -> None:
         try:
@@ -113,11 +127,23 @@ class EdgeBackend:
             raise _edge_error(exc, self.root) from exc
         write_json_atomic(self.root / SCHEMA_FILE, schema.to_json())
 
+    def write_schema(self, schema: CollectionSchema) -> None:
+        write_json_atomic(self.root / SCHEMA_FILE, schema.to_json())
+
     # -- points ----------------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         qe = self._qe
-        self.shard.update(qe.UpdateOperation.upsert_points([qe.Point(p, v, payload) for p, v, payload in points]))
+        self.shard.update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(p, {n: self._vector(x) for n, x in v.items()}, payload) for p, v, payload in points]
+            )
+        )
+
+    def _vector(self, vector: Any) -> Any:
+        if isinstance(vector, Sparse):
+            return self._qe.SparseVector(list(vector.indices), list(vector.values))
+        return vector
 
     def delete(self, point_ids: Sequence[str]) -> None:
         self.shard.update(self._qe.UpdateOperation.delete_points(list(point_ids)))
@@ -136,34 +162,26 @@ class EdgeBackend:
         records, next_offset = self.shard.scroll(request)
         return [PointRecord(str(r.id), dict(r.payload or {})) for r in records], next_offset
 
-    def query(self, plans: Sequence[QueryPlan]) -> list[list[PointRecord]]:
+    def _stage(self, stage: Stage, flt: Any) -> dict[str, Any]:
+        """The arguments a ``Prefetch`` and a ``QueryRequest`` share for one stage."""
+        query = self._qe.Query.Nearest(self._vector(stage.vector), using=stage.using)
+        return {"limit": stage.limit, "query": query, "filter": flt, "params": self._params(stage)}
+
+    def _request(self, plan: QueryPlan | FusionPlan, kind: Any) -> Any:
+        """A plan as ``kind`` (``QueryRequest``, or ``Prefetch`` inside a fusion), its own prefetches nested."""
         qe = self._qe
-        requests = []
-        for plan in plans:
-            flt = self._filter(plan.conditions)
-            prefetches = None
-            if plan.prefetch is not None:
-                p = plan.prefetch
-                prefetches = [
-                    qe.Prefetch(
-                        limit=p.limit,
-                        query=qe.Query.Nearest(p.vector, using=p.using),
-                        filter=flt,
-                        params=self._params(p),
-                    )
-                ]
-            f = plan.final
-            requests.append(
-                qe.QueryRequest(
-                    limit=f.limit,
-                    query=qe.Query.Nearest(f.vector, using=f.using),
-                    prefetches=prefetches,
-                    filter=flt,
-                    params=self._params(f),
-                    with_payload=True,
-                )
-            )
-        results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        flt = self._filter(plan.conditions)
+        extra = {"with_payload": True} if kind is qe.QueryRequest else {}
+        if isinstance(plan, FusionPlan):
+            rrf = qe.Fusion.Rrf(plan.k, list(plan.weights))
+            prefetches = [self._request(p, qe.Prefetch) for p in plan.plans]
+            return kind(limit=plan.limit, query=rrf, prefetches=prefetches, filter=flt, **extra)
+        inner = None if plan.prefetch is None else [qe.Prefetch(**self._stage(plan.prefetch, flt))]
+        return kind(prefetches=inner, **self._stage(plan.final, flt), **extra)
+
+    def query(self, plans: Sequence[QueryPlan | FusionPlan]) -> list[list[PointRecord]]:
+        requests = [self._request(plan, self._qe.QueryRequest) for plan in plans]
+        results = self.shard.query_batch(self._qe.QueryBatchRequest(requests))
         return [[PointRecord(str(p.id), dict(p.payload or {}), float(p.score)) for p in row] for row in results]
 
     def _params(self, stage: Stage) -> Any:
