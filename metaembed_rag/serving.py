@@ -34,6 +34,7 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from .budget import Budget
@@ -64,7 +65,12 @@ class BusyError(MetaEmbedError, RuntimeError):
 
 
 class SearchService:
-    """Searches on one index with one model, at most ``max_concurrency`` at a time (others wait ``wait_s``)."""
+    """Searches on one index with one model, at most ``max_concurrency`` at a time (others wait ``wait_s``).
+
+    With ``path`` (the collection folder, as :meth:`open` gives), a save made by another process (a CLI
+    ``index`` or ``delete`` run) is noticed at the next request (one ``stat`` of ``collection.json``) and the
+    saved state is loaded; until it loads, and if it cannot be, the previous state keeps answering.
+    """
 
     def __init__(
         self,
@@ -73,14 +79,56 @@ class SearchService:
         max_concurrency: int = 2,
         wait_s: float = 30.0,
         writer: CollectionWriter | None = None,
+        path: str | os.PathLike | None = None,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        self.engine = engine
+        self._engine = engine
         self.wait_s = wait_s
         self.writer = writer
         """Set when writes are allowed (``None``: add/delete answer :class:`WritesDisabledError`)."""
+        self.path = Path(path) if path is not None else None
+        self._stamp = self._disk_stamp()
+        self._reload_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    @property
+    def engine(self) -> LazySearcher:
+        """The engine over the latest saved state of the collection (reloaded when another process saved)."""
+        if self.path is not None and self._disk_stamp() != self._stamp:
+            with self._reload_lock:
+                stamp = self._disk_stamp()
+                if stamp != self._stamp:
+                    self._reload(stamp)
+        return self._engine
+
+    def _disk_stamp(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        from .collection import COLLECTION_FILE
+
+        try:
+            info = os.stat(self.path / COLLECTION_FILE)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _reload(self, stamp: tuple[int, int, int] | None) -> None:
+        from .collection import DocumentCollection
+
+        self._stamp = stamp
+        try:
+            searcher = DocumentCollection.open(self.path, model=self._engine.model).searcher
+        except (MetaEmbedError, OSError) as exc:  # mid-replacement, or damaged: keep answering from the last state
+            logger.warning("%s changed on disk but cannot be loaded (%s); serving the previous state", self.path, exc)
+            return
+        self._engine = LazySearcher(index=searcher)
+        logger.info("%s was saved by another process; now serving %d pages", self.path, len(searcher.index))
+
+    def _swap(self, searcher: Any) -> None:
+        """Serve the state this service's own write saved (its stamp, taken under the write lock, is current)."""
+        self._engine = LazySearcher(index=searcher)
+        self._stamp = self.writer.last_stamp if self.writer is not None else self._disk_stamp()
 
     @classmethod
     def open(
@@ -97,10 +145,10 @@ class SearchService:
         default the working folder)."""
         from .collection import resolve_collection_path
 
-        service = cls(LazySearcher.for_collection(index, model=model), **options)
+        path = resolve_collection_path(index)
+        service = cls(LazySearcher.for_collection(index, model=model), path=path, **options)
         service.engine.searcher  # noqa: B018 - load the model and the index before serving
         if allow_writes:
-            path = resolve_collection_path(index)
             service.writer = CollectionWriter(path, service.engine.model, roots=write_roots)
         return service
 
@@ -126,13 +174,13 @@ class SearchService:
             report, searcher = writer.add_paths(paths)
         else:
             report, searcher = writer.add_texts(texts, ids=ids, metadatas=metadatas)
-        self.engine = LazySearcher(index=searcher)  # searches from now on see the saved state
+        self._swap(searcher)  # searches from now on see the saved state
         return report
 
     def delete(self, *, ids: Any = None, sources: Any = None) -> dict[str, Any]:
         """Remove pages/texts by id and files by source (all or nothing); saved to disk."""
         report, searcher = self._writer().delete(ids=ids, sources=sources)
-        self.engine = LazySearcher(index=searcher)
+        self._swap(searcher)
         return report
 
     def describe(self) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import folder_lock, real_target
-from .collection import DocumentCollection
+from .collection import COLLECTION_FILE, DocumentCollection
 from .errors import DocumentNotFoundError, InputNotFoundError, InvalidInputError, UnsafePathError
 from .filters import path_matches
 from .windows import stored_page_ids
@@ -70,6 +70,8 @@ class CollectionWriter:
         self.model = model
         self.roots = [real_target(r) for r in (roots if roots else [os.getcwd()])]
         self.lock_wait_s = lock_wait_s
+        self.last_stamp: tuple[int, int, int] | None = None
+        """``collection.json``'s (inode, mtime, size) right after the last write saved, taken under the lock."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------- checks
@@ -94,6 +96,8 @@ class CollectionWriter:
             report = change(collection)
             if collection.has_unsaved_changes:
                 collection.save()
+            info = os.stat(self.path / COLLECTION_FILE)
+            self.last_stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
             documents = len(stored_page_ids(collection.index))
             report.update(
                 {"index_pages": len(collection), "index_documents": documents, "generation": collection.generation}

@@ -169,6 +169,28 @@ def test_a_concurrent_indexing_run_loses_nothing(index_copy, minilm_model):
     assert report["removed_sources"] == {str(other): 2} and "bees" in DocumentCollection.open(index).index
 
 
+def test_a_read_only_server_picks_up_a_cli_run(index_copy, minilm_model):
+    """A save by another process (here: `index` and `delete` as the CLI runs them) is served at the next request."""
+    from metaembed_rag.cli import main
+
+    index, _, other = index_copy
+    service = SearchService.open(index)
+    server, url = _serve(service)
+    try:
+        before = service.engine
+        assert service.engine is before  # nothing changed on disk: no reload
+        assert main(["index", str(other), "--index", str(index), "--no-progress"]) == 0
+        assert "violin" in _top_text(url, EXTRA[1])
+        status, info = _post(url, "/search", {"query": EXTRA[1], "k": 6})
+        assert status == 200 and len(info["results"]) == 6
+        assert main(["delete", "--source", str(other), "--index", str(index)]) == 0
+        status, info = _post(url, "/search", {"query": EXTRA[1], "k": 6})
+        assert len(info["results"]) == 4 and all("violin" not in r["text"] for r in info["results"])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_writes_wait_for_the_lock_then_give_up(index_copy):
     from fixtures.locks import hold_lock_in_child
 
