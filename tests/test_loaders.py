@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import shutil
+import sys
 import weakref
 from pathlib import Path
 
@@ -279,3 +280,104 @@ def test_unreadable_file_and_folder_are_reported(tmp_path):
     assert [Path(r.source).name for r in records] == ["ok.pdf"]
     reasons = {Path(f.source).name: f.reason for f in failures}
     assert "Permission denied" in reasons["locked.pdf"] and "Permission denied" in reasons["closed"]
+
+
+def _scanned_pdf(path: Path, pages: int) -> None:
+    """A PDF of image-only pages (no text layer), each a different gray square so OCR input differs per page."""
+    doc = pymupdf.open()
+    for n in range(pages):
+        image = Image.new("RGB", (40 + 10 * n, 40), (20 * n, 20 * n, 20 * n))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        doc.new_page(width=200, height=200).insert_image(pymupdf.Rect(10, 10, 190, 190), stream=buffer.getvalue())
+    doc.save(path)
+    doc.close()
+
+
+@pytest.fixture
+def fake_tesseract(tmp_path, monkeypatch):
+    """A stand-in ``tesseract`` that 'recognises' a page as the SHA-1 of its PNG, after 0.4 s, and logs when
+    each run starts and ends (to see how many ran at once)."""
+    log = tmp_path / "runs.log"
+    script = tmp_path / "tesseract"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import hashlib, os, sys, time\n"
+        f"log = open({str(log)!r}, 'a')\n"
+        "log.write(f'start {time.monotonic()}\\n'); log.flush()\n"
+        "time.sleep(0.4)\n"
+        "print('page', hashlib.sha1(open(sys.argv[1], 'rb').read()).hexdigest())\n"
+        "log.write(f'end {time.monotonic()}\\n')\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("TESSERACT_CMD", str(script))
+    ocr.tesseract_binary.cache_clear()
+    yield log
+    ocr.tesseract_binary.cache_clear()
+
+
+def _most_at_once(log: Path) -> int:
+    events = sorted((float(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
+    running = most = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    return most
+
+
+def test_scanned_pages_are_recognised_in_parallel_and_yielded_in_order(tmp_path, fake_tesseract):
+    _scanned_pdf(tmp_path / "scan.pdf", 6)
+    with open_document(tmp_path / "scan.pdf") as doc:
+        one_by_one = [(r.page, r.text, r.text_source) for r in doc.pages(render=False, ocr_workers=1)]
+    assert _most_at_once(fake_tesseract) == 1
+    fake_tesseract.unlink()
+    with open_document(tmp_path / "scan.pdf") as doc:
+        parallel = [(r.page, r.text, r.text_source) for r in doc.pages(render=False, ocr_workers=3)]
+    assert parallel == one_by_one
+    assert [p for p, _, _ in parallel] == [1, 2, 3, 4, 5, 6]
+    assert all(source == "ocr" and text.startswith("page ") for _, text, source in parallel)
+    assert len({text for _, text, _ in parallel}) == 6  # every page got its own image, not a neighbour's
+    assert _most_at_once(fake_tesseract) == 3
+
+
+def test_stopping_early_waits_for_running_ocr_and_starts_no_more(tmp_path, fake_tesseract):
+    _scanned_pdf(tmp_path / "scan.pdf", 12)
+    with open_document(tmp_path / "scan.pdf") as doc:
+        pages = doc.pages(render=False, ocr_workers=2)
+        first = next(pages)
+        pages.close()
+    assert first.page == 1 and first.text_source == "ocr"
+    runs = fake_tesseract.read_text().split()
+    assert runs.count("start") == runs.count("end") < 12  # none left running, the rest never started
+
+
+def test_a_failing_ocr_run_marks_its_page_only(tmp_path, fake_tesseract):
+    script = Path(os.environ["TESSERACT_CMD"])
+    script.write_text(
+        script.read_text().replace(
+            "time.sleep(0.4)",
+            "time.sleep(0.1)\nif hashlib.sha1(open(sys.argv[1], 'rb').read()).digest()[0] % 2: sys.exit('bad page')",
+        )
+    )
+    _scanned_pdf(tmp_path / "scan.pdf", 4)
+    with open_document(tmp_path / "scan.pdf") as doc:
+        records = list(doc.pages(render=False, ocr_workers=2))
+    assert [r.page for r in records] == [1, 2, 3, 4]
+    failed = ["bad page" in (r.problem or "") for r in records]
+    assert 0 < sum(failed) < len(records)  # this fixture's pages: some fail, some do not
+    for record, bad in zip(records, failed):
+        assert (record.text_source == "ocr") != bad
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_bad_ocr_worker_count_is_refused(workers):
+    with open_document(EXAMPLES / "scanned-memo.pdf") as doc, pytest.raises(LoaderError, match="ocr_workers"):
+        next(doc.pages(ocr_workers=workers))
+
+
+def test_ocr_worker_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("METAEMBED_RAG_OCR_WORKERS", "3")
+    assert ocr.default_ocr_workers() == 3
+    monkeypatch.setenv("METAEMBED_RAG_OCR_WORKERS", "many")
+    with pytest.raises(LoaderError, match="METAEMBED_RAG_OCR_WORKERS"):
+        ocr.default_ocr_workers()

@@ -29,7 +29,20 @@ LORA_TARGETS = r".*encoder\.layer\.(4|5)\..*(query|key|value|dense)$"
 
 
 def recipe(
-    train_file: str, out: str, *, mmr: bool, minutes: float | None, max_steps: int, threads: int
+    train_file: str,
+    out: str,
+    *,
+    mmr: bool,
+    minutes: float | None,
+    max_steps: int,
+    threads: int,
+    learning_rate: float = 1e-3,
+    meta_learning_rate: float = 5e-3,
+    align_weight: float = 1.0,
+    kl_weight: float = 1.0,
+    batch_size: int = 8,
+    warmup_steps: int = 10,
+    save_every: int = 10,
 ) -> TrainingConfig:
     """Starter v2: full windows (128 text tokens incl. specials = max_length 208 - 80 meta), distillation from
     the base MiniLM (align + KL), text states without gradient below the LoRA layers, pooled meta init."""
@@ -45,20 +58,20 @@ def recipe(
         lora_alpha=16,
         lora_dropout=0.1,
         lora_target_modules=LORA_TARGETS,  # type: ignore[arg-type]  (a peft regex)
-        learning_rate=1e-3,
-        meta_learning_rate=5e-3,
-        warmup_steps=10,
-        batch_size=8,
+        learning_rate=learning_rate,
+        meta_learning_rate=meta_learning_rate,
+        warmup_steps=warmup_steps,
+        batch_size=batch_size,
         max_steps=max_steps,
         max_minutes=minutes,
         max_query_length=32,
         max_document_length=128,
         max_length=208,
-        distill_align_weight=1.0,
-        distill_kl_weight=1.0,
+        distill_align_weight=align_weight,
+        distill_kl_weight=kl_weight,
         text_cache=True,
         meta_init="pooled",
-        save_every=10,
+        save_every=save_every,
         save_total_limit=60,
         log_every=1,
         seed=0,
@@ -76,6 +89,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-mmr", action="store_true")
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
+    parser.add_argument("--meta-lr", type=float, default=5e-3, help="meta-token learning rate")
+    parser.add_argument("--align-weight", type=float, default=1.0)
+    parser.add_argument("--kl-weight", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--warmup-steps", type=int, default=10)
+    parser.add_argument("--save-every", type=int, default=10)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(0)
@@ -86,6 +106,13 @@ def main() -> None:
         minutes=args.minutes,
         max_steps=args.max_steps,
         threads=args.threads,
+        learning_rate=args.lr,
+        meta_learning_rate=args.meta_lr,
+        align_weight=args.align_weight,
+        kl_weight=args.kl_weight,
+        batch_size=args.batch_size,
+        warmup_steps=args.warmup_steps,
+        save_every=args.save_every,
     )
     started = time.time()
     result = Trainer(config).train(resume_from=args.resume)

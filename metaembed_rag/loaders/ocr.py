@@ -2,7 +2,8 @@
 
 Runs the ``tesseract`` program (Debian: ``apt-get install tesseract-ocr tesseract-ocr-eng``) on each page, with
 ``OMP_THREAD_LIMIT=1`` unless the environment sets it: Tesseract's own OpenMP threads fight the encoder's for
-the cores (measured: 8.2 s per page next to the encoder, 1.8 s single-threaded, same text). When the program is
+the cores (measured: 8.2 s per page next to the encoder, 1.8 s single-threaded, same text); the PDF loader runs
+up to :func:`default_ocr_workers` of them at once instead, one page each. When the program is
 missing, :func:`ocr_image` returns ``None`` and a single warning is logged per process.
 
 Example:
@@ -61,6 +62,29 @@ def ocr_image(image: Image.Image, language: str = "eng", timeout: float = 120.0)
         warn_ocr_unavailable_once()
         return None
     return _ocr_with_cli(binary, image, language, timeout)
+
+
+def default_ocr_workers() -> int:
+    """How many Tesseract processes run at once by default: ``$METAEMBED_RAG_OCR_WORKERS``, else the cores
+    this process may use (each Tesseract runs single-threaded, see :func:`tesseract_environment`).
+
+    Example:
+        >>> default_ocr_workers() >= 1
+        True
+    """
+    configured = os.environ.get("METAEMBED_RAG_OCR_WORKERS")
+    if configured:
+        try:
+            value = int(configured)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise LoaderError(f"METAEMBED_RAG_OCR_WORKERS must be a positive integer, got {configured!r}")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def tesseract_environment() -> dict[str, str]:

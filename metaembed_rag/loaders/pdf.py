@@ -20,13 +20,15 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
 from ..errors import LoaderError
-from .ocr import ocr_image
+from .ocr import default_ocr_workers, ocr_available, ocr_image, warn_ocr_unavailable_once
 from .records import PageRecord
 
 logger = logging.getLogger(__name__)
@@ -201,6 +203,7 @@ class PdfDocument:
         ocr: bool | None = None,
         ocr_dpi: float = DEFAULT_OCR_DPI,
         ocr_language: str = "eng",
+        ocr_workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         page_numbers: list[int] | None = None,
@@ -208,26 +211,43 @@ class PdfDocument:
         """Yield one record per page (numbered from 1), in order.
 
         ``ocr=None`` (default) runs OCR on pages without a text layer when Tesseract is installed; ``False``
-        never does; ``True`` is the same as ``None`` but is meant for callers that require it. A page that
-        cannot be rendered or read yields a record with ``problem`` set rather than stopping the file.
+        never does; ``True`` is the same as ``None`` but is meant for callers that require it. Scanned pages are
+        recognised by up to ``ocr_workers`` Tesseract processes at once (default: the cores this process may
+        use, see :func:`~metaembed_rag.loaders.ocr.default_ocr_workers`), a few pages ahead of the caller, so
+        OCR overlaps with whatever the caller does with the pages already yielded (encoding, when indexing).
+        A page that cannot be rendered or read yields a record with ``problem`` set rather than stopping the file.
         """
         if dpi <= 0 or ocr_dpi <= 0:
             raise LoaderError(f"dpi must be positive, got {dpi} (ocr_dpi {ocr_dpi})")
+        workers = default_ocr_workers() if ocr_workers is None else ocr_workers
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise LoaderError(f"ocr_workers must be a positive integer, got {ocr_workers!r}")
         numbers = page_numbers or range(1, self.page_count + 1)
-        for number in numbers:
-            yield self._page(
+        prepared = (
+            self._page(
                 number,
                 dpi=dpi,
                 render=render,
                 text=text,
                 ocr=ocr is not False,
                 ocr_dpi=ocr_dpi,
-                ocr_language=ocr_language,
                 max_pixels=max_pixels,
                 max_image_pixels=max_image_pixels,
             )
+            for number in numbers
+        )
+        if workers == 1 or ocr is False or not text:
+            for record, scan in prepared:
+                if scan is not None:
+                    _apply_ocr(record, lambda scan=scan: ocr_image(scan, language=ocr_language))
+                yield record
+            return
+        yield from _ocr_ahead(prepared, workers, ocr_language)
 
-    def _page(self, number: int, *, dpi, render, text, ocr, ocr_dpi, ocr_language, max_pixels, max_image_pixels):
+    def _page(
+        self, number: int, *, dpi, render, text, ocr, ocr_dpi, max_pixels, max_image_pixels
+    ) -> tuple[PageRecord, Image.Image | None]:
+        """The page's record without OCR, and the image to recognise when the page needs OCR (else ``None``)."""
         record = PageRecord(
             source=self.source,
             page=number,
@@ -243,7 +263,7 @@ class PdfDocument:
             page = self._doc.load_page(number - 1)
         except Exception as exc:
             record.problem = f"cannot read page: {exc}"
-            return record
+            return record, None
         if text:
             try:
                 record.text = _clean_text(page.get_text("text", flags=_text_flags()))
@@ -255,7 +275,7 @@ class PdfDocument:
             record.problem = bomb
         elif self.repaired and not record.has_text and not _has_content(page):
             record.problem = "the page has no content (damaged PDF, repaired by MuPDF)"
-            return record
+            return record, None
         if render and not bomb:
             try:
                 record.image, record.dpi = _render(page, dpi, max_pixels)
@@ -264,19 +284,58 @@ class PdfDocument:
                 record.problem = f"cannot render page: {exc}"
         if text and not record.has_text and not bomb and not record.problem and _is_blank(page):
             record.extra["blank"] = True  # nothing to recognise: no OCR, and "blank" rather than "scanned"
-            return record
-        if text and ocr and not record.has_text and not bomb:
-            image = record.image if record.image is not None and (record.dpi or 0) >= ocr_dpi else None
-            try:
-                if image is None:
-                    image, _ = _render(page, ocr_dpi, max_pixels)
-                recognised = ocr_image(image, language=ocr_language)
-            except Exception as exc:
-                record.problem = record.problem or f"OCR failed: {exc}"
-                recognised = None
-            if recognised:
-                record.text, record.text_source = _clean_text(recognised), "ocr"
+            return record, None
+        if not (text and ocr and not record.has_text and not bomb) or not ocr_available():
+            if text and ocr and not record.has_text and not bomb:
+                warn_ocr_unavailable_once()
+            return record, None
+        if record.image is not None and (record.dpi or 0) >= ocr_dpi:
+            return record, record.image
+        try:
+            return record, _render(page, ocr_dpi, max_pixels)[0]
+        except Exception as exc:
+            record.problem = record.problem or f"OCR failed: cannot render the page for OCR: {exc}"
+            return record, None
+
+
+def _apply_ocr(record: PageRecord, recognise: Callable[[], str | None]) -> None:
+    """Run ``recognise`` and put its text in ``record`` (a failure becomes the record's ``problem``)."""
+    try:
+        recognised = recognise()
+    except Exception as exc:
+        record.problem = record.problem or f"OCR failed: {exc}"
+        return
+    if recognised:
+        record.text, record.text_source = _clean_text(recognised), "ocr"
+
+
+def _ocr_ahead(
+    prepared: Iterator[tuple[PageRecord, Image.Image | None]], workers: int, language: str
+) -> Iterator[PageRecord]:
+    """Yield the records in order while up to ``workers`` Tesseract processes recognise the pages ahead.
+
+    At most ``2 * workers`` pages are held ahead of the caller; closing the generator early waits for the
+    running processes and cancels the queued ones.
+    """
+    pending: deque[tuple[PageRecord, Future | None]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metaembed-ocr")
+
+    def finished(item: tuple[PageRecord, Future | None]) -> PageRecord:
+        record, future = item
+        if future is not None:
+            _apply_ocr(record, future.result)
         return record
+
+    try:
+        for record, scan in prepared:
+            future = pool.submit(ocr_image, scan, language=language) if scan is not None else None
+            pending.append((record, future))
+            while pending and (len(pending) > 2 * workers or pending[0][1] is None or pending[0][1].done()):
+                yield finished(pending.popleft())
+        while pending:
+            yield finished(pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def render_page(
