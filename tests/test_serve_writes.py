@@ -4,19 +4,16 @@ HTTP), saved through the collection's lock so a concurrent indexing run loses no
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from fixtures.documents import TEXTS, build_cli_index, make_pdf
+from fixtures.servers import child_env
 
 from metaembed_rag.collection import DocumentCollection
 from metaembed_rag.errors import (
@@ -214,10 +211,6 @@ def test_writes_wait_for_the_lock_then_give_up(index_copy):
     assert service.add(texts=["unblocked"], ids=["u"])["ids"] == ["u"]
 
 
-def _env():
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-
-
 def test_mcp_add_and_delete_over_stdio(index_copy):
     pytest.importorskip("mcp")
     import anyio
@@ -226,7 +219,7 @@ def test_mcp_add_and_delete_over_stdio(index_copy):
 
     index, docs, other = index_copy
     argv = ["-m", "metaembed_rag.cli", "serve", "--mcp", "--index", str(index), "--allow-writes"]
-    params = StdioServerParameters(command=sys.executable, args=[*argv, "--write-root", str(docs)], env=_env())
+    params = StdioServerParameters(command=sys.executable, args=[*argv, "--write-root", str(docs)], env=child_env())
 
     async def session():
         async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
@@ -252,25 +245,12 @@ def test_mcp_add_and_delete_over_stdio(index_copy):
 def test_mcp_add_and_delete_over_streamable_http(index_copy):
     pytest.importorskip("mcp")
     import anyio
+    from fixtures.servers import serve_mcp_http
     from mcp import ClientSession
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
     index = index_copy[0]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = ["serve", "--mcp-http", "--index", str(index), "--port", str(port), "--token", "t0k", "--allow-writes"]
-    server = subprocess.Popen([sys.executable, "-m", "metaembed_rag.cli", *argv], env=_env(), stdout=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}/mcp"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(0.2)
+    with serve_mcp_http("--index", str(index), "--token", "t0k", "--allow-writes") as url:
         big = urllib.request.Request(
             url,
             data=b"x" * (MAX_BODY_BYTES + 1),
@@ -295,9 +275,6 @@ def test_mcp_add_and_delete_over_streamable_http(index_copy):
                 return added, found, deleted, again
 
         added, found, deleted, again = anyio.run(session)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not added.is_error and json.loads(added.content[0].text)["ids"] == ["g"]
     assert json.loads(found.content[0].text)["results"][0]["id"] == "g"
     assert json.loads(deleted.content[0].text)["removed_ids"] == 1
