@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "METAEMBED_RAG_TOKEN"
 MAX_BODY_BYTES = 1 << 20
 MAX_K = 100
+DRAIN_BYTES = 8 * MAX_BODY_BYTES
+"""A refused body up to this size is read and dropped before the 413 (a larger one: the connection is closed)."""
 _POST_FIELDS = {
     "/search": {"query", "k", "budget", "filter", "cascade"},
     "/add": {"paths", "texts", "ids", "metadatas"},
@@ -292,6 +294,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            remaining = length if length <= DRAIN_BYTES else 0  # read what the client sends: it gets the answer
+            while remaining > 0:
+                chunk = self.rfile.read(min(1 << 16, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             self._error(413, "PayloadTooLarge", f"the body must be JSON of at most {MAX_BODY_BYTES} bytes")
             return
         try:
