@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .atomic import (
     FolderKind,
@@ -45,17 +45,24 @@ from .atomic import (
     recover_folder,
     write_json_atomic,
 )
-from .budget import Budget, BudgetLike
+from .budget import BudgetLike
 from .errors import (
     DocumentNotFoundError,
     IndexFormatError,
     IndexLockedError,
     InvalidInputError,
     UnsafePathError,
-    UnsupportedInputError,
 )
 from .modeling.loading import load_model, model_reference
-from .validation import check_k
+from .page_policy import (
+    EMBEDDING_MODES,
+    EmbeddingMode,
+    PagePolicy,
+    check_embedding_mode,
+    page_id,
+    page_source,
+    source_key,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultiVectorIndex, SearchHit
@@ -76,9 +83,6 @@ COLLECTION_ENV = "METAEMBED_RAG_INDEX"
 
 COLLECTION_KIND = FolderKind("index", COLLECTION_FILE, FORMAT_NAME)
 """How a collection folder is recognised (and so may be replaced by a new save)."""
-
-EmbeddingMode = Literal["text", "image", "image+text"]
-EMBEDDING_MODES: tuple[str, ...] = ("text", "image", "image+text")
 
 
 def resolve_collection_path(name_or_dir: str | os.PathLike | None) -> Path:
@@ -127,24 +131,6 @@ def check_collection_path(path: str | os.PathLike, sources: Sequence[str | os.Pa
             )
 
 
-def default_embedding_mode(model: MetaEmbedModel) -> EmbeddingMode:
-    """A vision-language model embeds the page image, a text model the page text."""
-    return "image" if model.supports_images else "text"
-
-
-def check_embedding_mode(mode: str | None, model: MetaEmbedModel) -> EmbeddingMode:
-    """Validate an embedding mode (``None``: the model's default) against what the model can encode."""
-    if mode is None:
-        return default_embedding_mode(model)
-    if mode not in EMBEDDING_MODES:
-        raise InvalidInputError(f"unknown embedding mode {mode!r}; choose one of {', '.join(EMBEDDING_MODES)}")
-    if mode != "text" and not model.supports_images:
-        raise UnsupportedInputError(
-            f"embedding mode {mode!r} needs a vision-language model, but {model.identity['name']} reads text only"
-        )
-    return mode  # type: ignore[return-value]
-
-
 @dataclass
 class FileEntry:
     """What the collection knows about one indexed file."""
@@ -171,23 +157,6 @@ class FileEntry:
         ):
             raise ValueError("skipped_pages must be a list of [page, reason] pairs")
         return cls(sha, count, list(ids), [(p, r) for p, r in skipped], data.get("complete") is True)
-
-
-def page_id(source: str, page: int) -> str:
-    """The id of a page in a collection: ``"<absolute source path>#page=<n>"``."""
-    return f"{source}#page={page}"
-
-
-def source_key(path: str | os.PathLike) -> str:
-    r"""How a file is named in a collection: its absolute, normalised path (symlinks kept).
-
-    Bytes of a file name that are not UTF-8 are written as ``\xNN`` escapes, so the key is valid Unicode.
-
-    Example:
-        >>> source_key(os.fsdecode(b"/data/caf\xe9.pdf"))
-        '/data/caf\\xe9.pdf'
-    """
-    return os.fsencode(os.path.abspath(os.fspath(path))).decode("utf-8", "backslashreplace")
 
 
 class DocumentCollection:
@@ -523,34 +492,22 @@ class DocumentCollection:
         self.config.update({k: v for k, v in config.items() if k not in ("files",)})
         self.index, self.files = index, files
 
+    @property
+    def page_policy(self) -> PagePolicy:
+        """How this collection turns a page into an id, a model input and metadata (its embedding mode)."""
+        return PagePolicy(self.embedding_mode)
+
     def model_input(self, record: PageRecord) -> ModelInput | None:
-        """What gets embedded for a page in this collection's mode; ``None`` when the page has nothing.
-
-        The kind of input is explicit: a page whose text looks like a file path is still embedded as text.
-        """
-        from .inputs import ModelInput
-
-        text = record.text.strip()
-        if self.embedding_mode == "text":
-            return ModelInput(text=text) if text else None
-        if record.image is None:
-            return None
-        if self.embedding_mode == "image+text" and text:
-            return ModelInput(text=text, image=record.image)
-        return ModelInput(image=record.image)
+        """What gets embedded for a page in this collection's mode; ``None`` when the page has nothing."""
+        return self.page_policy.model_input(record)
 
     def add_pages(self, records: Sequence[PageRecord], inputs: Sequence[Any], *, batch_size: int = 16) -> list[str]:
         """Encode ``inputs`` (one per record) and upsert them as the records' pages."""
         if not records:
             return []
-        ids, metadatas = [], []
-        for record in records:
-            source = source_key(record.source)
-            ids.append(page_id(source, record.page))
-            metadata = record.metadata()
-            metadata["source"] = source
-            metadata["text"] = record.text
-            metadatas.append(metadata)
+        policy = self.page_policy
+        ids = [page_id(page_source(record), record.page) for record in records]
+        metadatas = [policy.metadata(record) for record in records]
         self.searcher.batch_size = batch_size
         added = self.searcher.add_documents(list(inputs), ids=ids, metadatas=metadatas, show_progress=False)
         units = [w for windows in self.searcher.page_ids(added).values() for w in windows]  # every window
@@ -659,8 +616,6 @@ class DocumentCollection:
 
         ``hybrid=True`` (or :class:`~metaembed_rag.fusion.HybridOptions`) fuses the ranking with BM25 on page text.
         """
-        check_k(k)
-        budget = Budget.parse(budget)
         return self.searcher.search(
             query, budget=budget, k=k, cascade=cascade, filter=filter, normalize=normalize, hybrid=hybrid
         )

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from .budget import Budget, BudgetLike
-from .collection import page_id, source_key
 from .errors import IndexNotFoundError, InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
+from .page_policy import PagePolicy
 from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hits_to_pages
 from .validation import check_k
 
@@ -293,57 +293,65 @@ class LazySearcher:
         return self.searcher.add_documents(inputs, ids=list(ids) if ids is not None else None, metadatas=stored)
 
     def add_pages(
-        self, records: Iterable[Any], *, image_dir: str | os.PathLike | None = None, batch_size: int = 16
+        self,
+        records: Iterable[Any],
+        *,
+        image_dir: str | os.PathLike | None = None,
+        batch_size: int = 16,
+        embedding_mode: str | None = None,
     ) -> list[str]:
         """Index page records from :func:`metaembed_rag.loaders.load_pages`, streaming ``batch_size`` at a time.
 
-        A vision model embeds image and text of each page; a text-only model the text (pages without text are
-        skipped with a warning). With ``image_dir``, page images are saved there as PNG and their path stored;
-        without it, images are re-rendered from the PDF when a result asks for one. Sources are stored as absolute
-        paths and ids are ``"<source>#page=<n>"`` (as the CLI's index does), so indexing a file again replaces
-        its pages.
+        Pages become ids, model inputs and metadata by the same :class:`~metaembed_rag.page_policy.PagePolicy` as
+        the CLI's index: ``embedding_mode`` ``text`` / ``image`` / ``image+text`` (default: the page image for a
+        vision model, the text for a text model); pages with nothing to embed are skipped with a warning. With
+        ``image_dir``, page images are saved there as PNG and their path stored; without it, images are
+        re-rendered from the PDF when a result asks for one. Ids are ``"<source>#page=<n>"``, so indexing a file
+        again replaces its pages.
         """
+        policy = PagePolicy.for_model(self.model, embedding_mode)
         added: list[str] = []
         batch: list[Any] = []
         for record in records:
             batch.append(record)
             if len(batch) >= batch_size:
-                added += self._add_page_batch(batch, image_dir)
+                added += self._add_page_batch(batch, policy, image_dir)
                 batch = []
         if batch:
-            added += self._add_page_batch(batch, image_dir)
+            added += self._add_page_batch(batch, policy, image_dir)
         return added
 
-    def add_pdfs(self, paths: Any, *, image_dir: str | os.PathLike | None = None, **load_options: Any) -> list[str]:
+    def add_pdfs(
+        self,
+        paths: Any,
+        *,
+        image_dir: str | os.PathLike | None = None,
+        embedding_mode: str | None = None,
+        **load_options: Any,
+    ) -> list[str]:
         """Load PDFs/images (files, folders, globs) with :func:`~metaembed_rag.loaders.load_pages` and index them."""
         from .loaders import load_pages
 
-        vision = self.model.supports_images
-        load_options.setdefault("render", vision or image_dir is not None)
-        return self.add_pages(load_pages(paths, **load_options), image_dir=image_dir)
+        policy = PagePolicy.for_model(self.model, embedding_mode)
+        load_options.setdefault("render", policy.mode != "text" or image_dir is not None)
+        return self.add_pages(load_pages(paths, **load_options), image_dir=image_dir, embedding_mode=policy.mode)
 
-    def _add_page_batch(self, records: list[Any], image_dir: str | os.PathLike | None) -> list[str]:
-        vision = self.model.supports_images
-        inputs, ids, metadatas = [], [], []
+    def _add_page_batch(self, records: list[Any], policy: PagePolicy, image_dir: str | os.PathLike | None) -> list[str]:
+        units = []
         for record in records:
-            metadata = dict(record.metadata())
-            source = source_key(record.source) if Path(record.source).exists() else record.source
-            metadata["source"] = source
-            metadata[TEXT_KEY] = record.text
+            extra = None
             if image_dir is not None and record.image is not None:
-                metadata[IMAGE_PATH_KEY] = _save_page_image(record, image_dir)
-            if vision and record.image is not None:
-                inputs.append(ModelInput(text=record.text or None, image=record.image))
-            elif record.has_text:
-                inputs.append(ModelInput(text=record.text))
-            else:
-                logger.warning("skipping %s page %s: no text for a text-only model", record.source, record.page)
+                extra = {IMAGE_PATH_KEY: _save_page_image(record, image_dir)}
+            unit = policy.unit(record, extra)
+            if unit is None:
+                logger.warning("skipping %s page %s: %s", record.source, record.page, policy.why_skipped(record))
                 continue
-            ids.append(page_id(source, record.page))
-            metadatas.append(metadata)
-        if not inputs:
+            units.append(unit)
+        if not units:
             return []
-        return self.searcher.add_documents(inputs, ids=ids, metadatas=metadatas)
+        return self.searcher.add_documents(
+            [u.input for u in units], ids=[u.id for u in units], metadatas=[u.metadata for u in units]
+        )
 
     # ----------------------------------------------------------------------------------------- rescore
     def rescore(self, query: str | ModelInput, candidates: Sequence[ModelInput], *, budget: BudgetLike) -> list[float]:

@@ -24,16 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .collection import DocumentCollection, FileEntry, check_collection_path, folder_size, page_id, source_key
+from .collection import DocumentCollection, FileEntry, check_collection_path, folder_size
 from .errors import InvalidInputError
 from .loaders import LoadFailure, discover_files, ocr_available, open_document, sha256_of
 from .loaders.ocr import INSTALL_HINT
+from .page_policy import NO_OCR_REASON, page_id, source_key
 from .progress import progress
 
 logger = logging.getLogger(__name__)
-
-BLANK_REASON = "blank page (no text, no image)"
-NO_OCR_REASON = "no text layer (scanned page) and OCR is not available"
 
 
 @dataclass
@@ -261,7 +259,7 @@ def _index_one(
                     continue
                 value = collection.model_input(record)
                 if value is None:
-                    reason = _why_empty(record, text_mode, ocr)
+                    reason = collection.page_policy.why_skipped(record, ocr=ocr)
                     target = report.pages_failed if record.problem else report.pages_skipped
                     target.append(LoadFailure(key, reason, record.page))
                     entry.skipped_pages.append((record.page, reason))
@@ -282,20 +280,6 @@ def _index_one(
     report.files_indexed += 1
     if failed_pages:
         logger.warning("%s: %d page(s) failed; the file will be retried on the next run", key, failed_pages)
-
-
-def _why_empty(record, text_mode: bool, ocr: bool | None) -> str:
-    if record.problem:
-        return record.problem
-    if record.extra.get("repaired"):
-        return "no text on this page of a damaged PDF (MuPDF repaired it)"
-    if record.extra.get("blank"):
-        return BLANK_REASON
-    if text_mode:
-        if ocr is False:
-            return "no text layer (scanned page) and OCR was turned off"
-        return NO_OCR_REASON if not ocr_available() else "no text found on the page (blank page?)"
-    return "the page could not be rendered"
 
 
 def _reason(exc: BaseException, path: os.PathLike | str) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from .budget import BudgetLike
+from .budget import Budget, BudgetLike
 from .errors import DuplicateIdError, IncompatibleModelError, InvalidInputError
 from .fusion import HybridOptions, fuse
 from .index.base import (
@@ -283,9 +283,16 @@ class MetaEmbedSearcher:
         normalize: bool = True,
         hybrid: bool | dict | HybridOptions | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for several queries at once (one list of hits per query)."""
+        """:meth:`search` for several queries at once (one list of hits per query).
+
+        ``k`` and ``budget`` are checked before anything else, so bad arguments raise on an empty index too.
+        """
         if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
             raise InvalidInputError("search_batch takes a list of queries; use search() for one")
+        check_k(k)
+        Budget.parse(budget).validate(
+            max_query=self._model.num_query_tokens, max_candidate=self._model.num_candidate_tokens
+        )
         options = HybridOptions.parse(hybrid)
         items = to_model_inputs(list(queries))
         if options is not None and any(not item.text for item in items):
@@ -392,7 +399,6 @@ class MetaEmbedSearcher:
     def _page_search(self, embeddings, *, budget, k, filter, cascade, normalize) -> list[list[SearchHit]]:
         """The ``k`` best pages per query: window hits are fetched until ``k`` distinct pages are found (exact:
         a page not among them has every window below the last one fetched)."""
-        check_k(k)
         rows = len(self._index)
         fetch = min(rows, k * 4)
         while True:

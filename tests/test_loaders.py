@@ -365,7 +365,7 @@ def test_a_failing_ocr_run_marks_its_page_only(tmp_path, fake_tesseract):
     assert [r.page for r in records] == [1, 2, 3, 4]
     failed = ["bad page" in (r.problem or "") for r in records]
     assert 0 < sum(failed) < len(records)  # this fixture's pages: some fail, some do not
-    for record, bad in zip(records, failed):
+    for record, bad in zip(records, failed, strict=True):
         assert (record.text_source == "ocr") != bad
 
 

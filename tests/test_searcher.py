@@ -145,3 +145,14 @@ def test_image_and_pair_queries_on_a_vision_model(tiny_qwen_model, tmp_path):
 def test_no_starter_model_yet_gives_a_clear_error():
     with pytest.raises(CheckpointError, match="starter"):
         MetaEmbedSearcher()
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"k": 0}, InvalidInputError), ({"k": True}, InvalidInputError), ({"budget": (9, 16)}, BudgetError)],
+)
+def test_bad_k_and_budget_raise_on_an_empty_index_too(model, options, error):
+    empty = MetaEmbedSearcher(model)
+    with pytest.raises(error):
+        empty.search("anything", **options)
+    assert empty.search("anything", k=3) == []

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..atomic import folder_lock
-from ..collection import EMBEDDING_MODES, DocumentCollection, check_collection_path, resolve_collection_path
+from ..collection import DocumentCollection, check_collection_path, resolve_collection_path
+from ..page_policy import EMBEDDING_MODES
 from ..pipeline import index_files
 from ._common import (
     add_index_option,

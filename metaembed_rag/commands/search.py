@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from ..budget import Budget
-from ..collection import DocumentCollection, resolve_collection_path, source_key
+from ..collection import DocumentCollection, resolve_collection_path
 from ..errors import BudgetError, InvalidInputError
 from ..fusion import HybridOptions
 from ..inputs import load_image
+from ..page_policy import source_key
 from ..validation import check_k
 from ..windows import WINDOW_TEXT_KEY
 from ._common import add_index_option, add_model_options, display_path, print_json, printable
