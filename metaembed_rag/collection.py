@@ -538,6 +538,57 @@ class DocumentCollection:
                 lexical.delete(found[doc_id][0] for doc_id in present)
         return len(present)
 
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+    ) -> list[str]:
+        """Encode and upsert plain texts (no file entry); ``ids`` default to content hashes. The text is kept in
+        ``metadata["text"]``; an id that names a page of an indexed file is refused (re-index the file instead)."""
+        from .inputs import ModelInput
+
+        texts = list(texts)
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"text #{position} is empty or not a string")
+        metadatas = [dict(m) for m in metadatas] if metadatas is not None else [{} for _ in texts]
+        if len(metadatas) != len(texts):
+            raise InvalidInputError(f"got {len(texts)} texts but {len(metadatas)} metadata objects")
+        for position, metadata in enumerate(metadatas):
+            if "text" in metadata:
+                raise InvalidInputError(f"metadata #{position} has the key 'text', which holds the text itself")
+            metadata["text"] = texts[position]
+        if ids is not None:
+            of_files = {i for entry in self.files.values() for i in entry.ids}
+            taken = [i for i in ids if i in of_files]
+            if taken:
+                raise InvalidInputError(f"id(s) {taken[:3]} name pages of indexed files; re-index the file instead")
+        inputs = [ModelInput(text=t) for t in texts]
+        added = self.searcher.add_documents(
+            inputs, ids=list(ids) if ids is not None else None, metadatas=metadatas, show_progress=False
+        )
+        units = [w for windows in self.searcher.page_ids(added).values() for w in windows]
+        self._upserted.update(units)
+        self._deleted.difference_update(units)
+        return added
+
+    def delete_ids(self, ids: Sequence[str]) -> int:
+        """Remove pages or texts by id, all or nothing: an id not stored raises :class:`DocumentNotFoundError`
+        and nothing is removed. A removed page of an indexed file leaves that file's entry (its other pages stay,
+        and an unchanged file is not re-indexed; ``delete_source`` removes a whole file)."""
+        wanted = list(dict.fromkeys(ids))
+        missing = [i for i in wanted if i not in self.index]
+        if missing:
+            raise DocumentNotFoundError(f"{len(missing)} id(s) are not in the index at {self.path}: {missing[:5]}")
+        removed = self.delete_pages(wanted)
+        gone = set(wanted)
+        for entry in self.files.values():
+            if gone.intersection(entry.ids):
+                entry.ids = [i for i in entry.ids if i not in gone]
+        return removed
+
     def _lexical_side(self) -> Any:
         """The BM25 side that matches :attr:`index` (``None`` when it has to be rebuilt)."""
         if self._searcher is not None and self._searcher.index is self.index:

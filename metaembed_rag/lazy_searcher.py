@@ -227,6 +227,50 @@ class LazySearcher:
         )
         return hits_to_pages(hits, tuple(parsed))
 
+    def query_vectors(self, embedding: Any, budget: BudgetLike) -> tuple[torch.Tensor, Budget]:
+        """A query given as vectors, and the budget it is searched at.
+
+        ``embedding``: ``[R_q, dim]`` (a tensor, array or nested list; multi-vector, e.g. from
+        ``model.encode_query``) or ``[dim]``. The rule for one vector (``[dim]`` or ``[1, dim]``): it is a query of
+        ``r_q = 1``, so the budget becomes ``(1, r_c)``. With several vectors the budget's ``r_q`` must not exceed
+        ``R_q`` (a :class:`~metaembed_rag.errors.BudgetError`). Vectors are used as given (not re-normalised).
+        """
+        try:
+            tensor = torch.as_tensor(embedding, dtype=torch.float32).detach().cpu()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidInputError(f"the query embedding is not a vector or a matrix of numbers ({exc})") from exc
+        if tensor.ndim == 1:
+            tensor = tensor[None]
+        dim = self.index.dim
+        if tensor.ndim != 2 or tensor.shape[0] == 0 or tensor.shape[1] != dim:
+            raise InvalidInputError(
+                f"the query embedding must be [R_q, {dim}] or [{dim}] for this index, got {list(tensor.shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise InvalidInputError("the query embedding holds NaN or infinite values")
+        parsed = Budget.parse(budget)
+        if tensor.shape[0] == 1:
+            parsed = Budget(1, parsed.r_c)
+        parsed = parsed.validate(max_query=tensor.shape[0], max_candidate=self.index.stored_vectors)
+        return tensor, parsed
+
+    def retrieve_by_vector(
+        self,
+        embedding: Any,
+        *,
+        budget: BudgetLike = (8, 16),
+        k: int = 5,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+    ) -> list[RetrievedPage]:
+        """The ``k`` best pages for a query given as vectors (see :meth:`query_vectors` for the shapes and budget
+        rule); scores are normalised MaxSim."""
+        check_k(k)
+        validate_filter(filter)
+        tensor, parsed = self.query_vectors(embedding, budget)
+        hits = self.searcher.search_by_vectors(tensor, budget=parsed, k=k, filter=filter, cascade=cascade)
+        return hits_to_pages(hits, tuple(parsed))
+
     async def aretrieve(self, query: str | ModelInput, **options: Any) -> list[RetrievedPage]:
         """:meth:`retrieve` in a worker thread, so the event loop stays free while MaxSim runs."""
         return await asyncio.to_thread(self.retrieve, query, **options)

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .budget import Budget, BudgetLike
 from .errors import DuplicateIdError, IncompatibleModelError, InvalidInputError
 from .fusion import HybridOptions, fuse
@@ -323,6 +325,26 @@ class MetaEmbedSearcher:
             self._fused(item.text or "", hits, k=k, filter=filter, options=options)
             for item, hits in zip(items, dense, strict=True)
         ]
+
+    def search_by_vectors(
+        self,
+        query_vectors: torch.Tensor,
+        *,
+        budget: BudgetLike = (8, 16),
+        k: int = 5,
+        filter: MetadataFilter = None,
+        cascade: Cascade = None,
+        normalize: bool = True,
+    ) -> list[SearchHit]:
+        """The ``k`` best documents for one query given as vectors ``[R_q, dim]`` (used as given, not re-normalised;
+        the first ``r_q`` of them are scored, so ``R_q >= r_q``). No hybrid: BM25 needs the query text."""
+        if not isinstance(query_vectors, torch.Tensor) or query_vectors.ndim != 2:
+            raise InvalidInputError("query_vectors must be a tensor [R_q, dim]")
+        if len(self._index) == 0:
+            return []
+        return self._page_search(
+            query_vectors[None], budget=budget, k=k, filter=filter, cascade=cascade, normalize=normalize
+        )[0]
 
     # ------------------------------------------------------------------------------------------- hybrid
     @property

@@ -10,6 +10,12 @@ HTTP API (JSON in, JSON out; errors are ``{"error": {"type": ..., "message": ...
     GET  /health      {"status": "ok", "pages": N}
     GET  /info        what the index holds (pages, files, model)
     POST /search      {"query": "...", "k": 5, "budget": [8, 16], "filter": {...}, "cascade": [[1, 1], 100]}
+    POST /add         {"paths": ["docs/a.pdf"]} or {"texts": ["..."], "ids": [...], "metadatas": [{...}]}
+    POST /delete      {"ids": ["..."], "sources": ["a.pdf"]}
+
+``/add`` and ``/delete`` (and the MCP tools ``add`` and ``delete``) exist only with ``allow_writes``
+(``metaembed-rag serve --allow-writes``); otherwise they answer 403 ``WritesDisabledError``. Writes follow
+:mod:`metaembed_rag.serving_writes` (locked, saved, merged with concurrent CLI runs; paths under allowed roots).
 
 With a token (``--token`` or ``$METAEMBED_RAG_TOKEN``) every request needs ``Authorization: Bearer TOKEN``.
 
@@ -28,17 +34,32 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from .budget import Budget
-from .errors import InvalidInputError, MetaEmbedError
+from .errors import (
+    DocumentNotFoundError,
+    IndexLockedError,
+    InputNotFoundError,
+    InvalidInputError,
+    MetaEmbedError,
+)
 from .lazy_searcher import LazySearcher
+from .serving_writes import CollectionWriter, WritesDisabledError
 
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "METAEMBED_RAG_TOKEN"
 MAX_BODY_BYTES = 1 << 20
 MAX_K = 100
+DRAIN_BYTES = 8 * MAX_BODY_BYTES
+"""A refused body up to this size is read and dropped before the 413 (a larger one: the connection is closed)."""
+_POST_FIELDS = {
+    "/search": {"query", "k", "budget", "filter", "cascade"},
+    "/add": {"paths", "texts", "ids", "metadatas"},
+    "/delete": {"ids", "sources"},
+}
 
 
 class BusyError(MetaEmbedError, RuntimeError):
@@ -46,22 +67,123 @@ class BusyError(MetaEmbedError, RuntimeError):
 
 
 class SearchService:
-    """Searches on one index with one model, at most ``max_concurrency`` at a time (others wait ``wait_s``)."""
+    """Searches on one index with one model, at most ``max_concurrency`` at a time (others wait ``wait_s``).
 
-    def __init__(self, engine: LazySearcher, *, max_concurrency: int = 2, wait_s: float = 30.0) -> None:
+    With ``path`` (the collection folder, as :meth:`open` gives), a save made by another process (a CLI
+    ``index`` or ``delete`` run) is noticed at the next request (one ``stat`` of ``collection.json``) and the
+    saved state is loaded; until it loads, and if it cannot be, the previous state keeps answering.
+    """
+
+    def __init__(
+        self,
+        engine: LazySearcher,
+        *,
+        max_concurrency: int = 2,
+        wait_s: float = 30.0,
+        writer: CollectionWriter | None = None,
+        path: str | os.PathLike | None = None,
+    ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        self.engine = engine
+        self._engine = engine
         self.wait_s = wait_s
+        self.writer = writer
+        """Set when writes are allowed (``None``: add/delete answer :class:`WritesDisabledError`)."""
+        self.path = Path(path) if path is not None else None
+        self._stamp = self._disk_stamp()
+        self._reload_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
 
+    @property
+    def engine(self) -> LazySearcher:
+        """The engine over the latest saved state of the collection (reloaded when another process saved)."""
+        if self.path is not None and self._disk_stamp() != self._stamp:
+            with self._reload_lock:
+                stamp = self._disk_stamp()
+                if stamp != self._stamp:
+                    self._reload(stamp)
+        return self._engine
+
+    def _disk_stamp(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        from .collection import COLLECTION_FILE
+
+        try:
+            info = os.stat(self.path / COLLECTION_FILE)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _reload(self, stamp: tuple[int, int, int] | None) -> None:
+        from .collection import DocumentCollection
+
+        self._stamp = stamp
+        try:
+            searcher = DocumentCollection.open(self.path, model=self._engine.model).searcher
+        except (MetaEmbedError, OSError) as exc:  # mid-replacement, or damaged: keep answering from the last state
+            logger.warning("%s changed on disk but cannot be loaded (%s); serving the previous state", self.path, exc)
+            return
+        self._engine = LazySearcher(index=searcher)
+        logger.info("%s was saved by another process; now serving %d pages", self.path, len(searcher.index))
+
+    def _swap(self, searcher: Any) -> None:
+        """Serve the state this service's own write saved (its stamp, taken under the write lock, is current)."""
+        self._engine = LazySearcher(index=searcher)
+        self._stamp = self.writer.last_stamp if self.writer is not None else self._disk_stamp()
+
     @classmethod
-    def open(cls, index: str | os.PathLike | None = None, *, model: Any = None, **options: Any) -> SearchService:
+    def open(
+        cls,
+        index: str | os.PathLike | None = None,
+        *,
+        model: Any = None,
+        allow_writes: bool = False,
+        write_roots: Any = None,
+        **options: Any,
+    ) -> SearchService:
         """The service over an index built by ``metaembed-rag index`` (see ``LazySearcher.for_collection``),
-        with its model loaded now, once."""
-        service = cls(LazySearcher.for_collection(index, model=model), **options)
+        with its model loaded now, once. ``allow_writes`` enables add/delete (files under ``write_roots``,
+        default the working folder)."""
+        from .collection import resolve_collection_path
+
+        path = resolve_collection_path(index)
+        service = cls(LazySearcher.for_collection(index, model=model), path=path, **options)
         service.engine.searcher  # noqa: B018 - load the model and the index before serving
+        if allow_writes:
+            service.writer = CollectionWriter(path, service.engine.model, roots=write_roots)
         return service
+
+    @property
+    def allow_writes(self) -> bool:
+        return self.writer is not None
+
+    def _writer(self) -> CollectionWriter:
+        if self.writer is None:
+            raise WritesDisabledError(
+                "this server is read-only; start it with `metaembed-rag serve --allow-writes` to add or delete"
+            )
+        return self.writer
+
+    def add(self, *, paths: Any = None, texts: Any = None, ids: Any = None, metadatas: Any = None) -> dict[str, Any]:
+        """Index files (``paths``, on the server) or plain ``texts``; returns what was done, saved to disk."""
+        writer = self._writer()
+        if (paths is None) == (texts is None):
+            raise InvalidInputError("give either paths (files on the server) or texts")
+        if paths is not None:
+            if ids is not None or metadatas is not None:
+                raise InvalidInputError("ids and metadatas go with texts; file pages get their ids from the file")
+            report, searcher = writer.add_paths(paths)
+        else:
+            report, searcher = writer.add_texts(texts, ids=ids, metadatas=metadatas)
+        self._swap(searcher)  # searches from now on see the saved state
+        return report
+
+    def delete(self, *, ids: Any = None, sources: Any = None) -> dict[str, Any]:
+        """Remove pages/texts by id and files by source (all or nothing); saved to disk."""
+        report, searcher = self._writer().delete(ids=ids, sources=sources)
+        self._swap(searcher)
+        return report
 
     def describe(self) -> str:
         """One sentence on what the index holds, for a tool description."""
@@ -81,6 +203,7 @@ class SearchService:
             "files": sorted({str(s) for s in _sources(index) if s}),
             "model": self.engine.model.identity.get("name"),
             "stored_vectors": index.stored_vectors,
+            "writes": self.allow_writes,
             "description": self.describe(),
         }
 
@@ -95,10 +218,11 @@ class SearchService:
             if not isinstance(cascade, (list, tuple)) or len(cascade) != 2:
                 raise InvalidInputError(f"cascade must be [[r_q, r_c], n_candidates], got {cascade!r}")
             cascade = (Budget.parse(tuple(cascade[0]) if isinstance(cascade[0], list) else cascade[0]), cascade[1])
+        engine = self.engine  # a write may swap it meanwhile: this search runs on one state
         if not self._slots.acquire(timeout=self.wait_s):
             raise BusyError(f"all search slots stayed busy for {self.wait_s:.0f} s; try again later")
         try:
-            pages = self.engine.retrieve(query, budget=parsed, k=k, filter=filter, cascade=cascade)
+            pages = engine.retrieve(query, budget=parsed, k=k, filter=filter, cascade=cascade)
         finally:
             self._slots.release()
         return [
@@ -161,14 +285,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._authorised():
             return
-        if self.path != "/search":
-            self._error(404, "NotFound", f"no such endpoint {self.path!r}; POST /search")
+        fields = _POST_FIELDS.get(self.path)
+        if fields is None:
+            self._error(404, "NotFound", f"no such endpoint {self.path!r}; POST /search, /add or /delete")
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            remaining = length if length <= DRAIN_BYTES else 0  # read what the client sends: it gets the answer
+            while remaining > 0:
+                chunk = self.rfile.read(min(1 << 16, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             self._error(413, "PayloadTooLarge", f"the body must be JSON of at most {MAX_BODY_BYTES} bytes")
             return
         try:
@@ -179,30 +311,43 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(400, "InvalidInputError", 'the body must be a JSON object such as {"query": "..."}')
             return
-        unknown = set(body) - {"query", "k", "budget", "filter", "cascade"}
+        unknown = set(body) - fields
         if unknown:
-            self._error(400, "InvalidInputError", f"unknown field(s) {sorted(unknown)}")
+            self._error(400, "InvalidInputError", f"unknown field(s) {sorted(unknown)}; allowed: {sorted(fields)}")
             return
         start = time.perf_counter()
         try:
-            results = self.service.search(
-                body.get("query"),
-                k=body.get("k", 5),
-                budget=body.get("budget", [8, 16]),
-                filter=body.get("filter"),
-                cascade=body.get("cascade"),
-            )
-        except BusyError as exc:
+            if self.path == "/search":
+                answer: dict[str, Any] = {
+                    "results": self.service.search(
+                        body.get("query"),
+                        k=body.get("k", 5),
+                        budget=body.get("budget", [8, 16]),
+                        filter=body.get("filter"),
+                        cascade=body.get("cascade"),
+                    )
+                }
+            elif self.path == "/add":
+                answer = self.service.add(**body)
+            else:
+                answer = self.service.delete(**body)
+        except WritesDisabledError as exc:
+            self._error(403, type(exc).__name__, str(exc))
+            return
+        except (BusyError, IndexLockedError) as exc:
             self._error(503, type(exc).__name__, str(exc))
+            return
+        except (DocumentNotFoundError, InputNotFoundError) as exc:
+            self._error(404, type(exc).__name__, str(exc).strip("'\""))
             return
         except MetaEmbedError as exc:
             self._error(400, type(exc).__name__, str(exc))
             return
         except Exception:  # a bug: log it, tell the client without leaking internals
-            logger.exception("search failed")
-            self._error(500, "InternalError", "the search failed; see the server log")
+            logger.exception("%s failed", self.path)
+            self._error(500, "InternalError", "the request failed; see the server log")
             return
-        self._send(200, {"results": results, "ms": round((time.perf_counter() - start) * 1000, 2)})
+        self._send(200, {**answer, "ms": round((time.perf_counter() - start) * 1000, 2)})
 
     def _authorised(self) -> bool:
         if not self.token:
@@ -244,6 +389,37 @@ def build_mcp_server(service: SearchService) -> Any:
         except MetaEmbedError as exc:  # bad input: the client gets the reason (crashes stay generic)
             raise ToolError(f"{type(exc).__name__}: {exc}") from exc
 
+    if service.allow_writes:
+
+        @server.tool(
+            name="add",
+            description="Add documents to the index: PDF/image files or folders on the server (paths), or plain "
+            "texts (with optional ids and metadatas). Saved to disk; searches see them at once.",
+        )
+        def add(
+            paths: list[str] | None = None,
+            texts: list[str] | None = None,
+            ids: list[str] | None = None,
+            metadatas: list[dict] | None = None,
+        ) -> dict:
+            """Index files (``paths``) or ``texts``; returns what was indexed."""
+            try:
+                return service.add(paths=paths, texts=texts, ids=ids, metadatas=metadatas)
+            except MetaEmbedError as exc:
+                raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+
+        @server.tool(
+            name="delete",
+            description="Delete from the index: pages or texts by id, and whole files by source (path or file "
+            "name). All or nothing: an unknown id or file deletes nothing.",
+        )
+        def delete(ids: list[str] | None = None, sources: list[str] | None = None) -> dict:
+            """Remove ``ids`` and every page of ``sources``; returns what was removed."""
+            try:
+                return service.delete(ids=ids, sources=sources)
+            except MetaEmbedError as exc:
+                raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+
     return server
 
 
@@ -254,7 +430,7 @@ def run_mcp(service: SearchService) -> None:
 
 def mcp_http_app(service: SearchService, *, host: str = "127.0.0.1", token: str | None = None) -> Any:
     """The MCP server as an ASGI app at ``/mcp`` (streamable HTTP), behind a bearer token when one is given."""
-    app = build_mcp_server(service).streamable_http_app(host=host)
+    app = _BodyLimit(build_mcp_server(service).streamable_http_app(host=host), MAX_BODY_BYTES)
     return app if not token else _BearerGuard(app, token)
 
 
@@ -278,9 +454,42 @@ class _BearerGuard:
         if scope.get("type") == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": {"type": "Unauthorized", "message": "missing or wrong token"}}).encode()
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await _json_error(send, 401, "Unauthorized", "missing or wrong token")
                 return
         await self.app(scope, receive, send)
+
+
+async def _json_error(send: Any, status: int, kind: str, message: str) -> None:
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets a JSON 413 (declared length) or is cut off with
+    an error (a streamed body), never passed on truncated."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _json_error(send, 413, "PayloadTooLarge", f"the body must be at most {self.limit} bytes")
+            return
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise InvalidInputError(f"the request body is over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)

@@ -428,3 +428,109 @@ def test_tracing_carries_the_provider_tags(retriever):
     assert seen[0]["ls_retriever_name"] == "metaembed" and seen[0]["ls_embedding_model"]
     lazy = MetaEmbedRetriever()  # nothing loaded to say what it would use
     assert lazy._get_ls_params()["ls_embedding_model"] == "starter" and not lazy.engine.loaded
+
+
+def test_vector_store_image_queries(request, pdf_file, tmp_path, minilm_model):
+    """``image=`` (path, bytes, PIL) or image content blocks as the query; the text-only model names itself."""
+    pytest.importorskip("fixtures.tiny_qwen")
+    from metaembed_rag.inputs import ModelInput
+    from metaembed_rag.langchain import MetaEmbedVectorStore
+    from metaembed_rag.results import render_pdf_page
+
+    query_image = tmp_path / "page2.png"
+    render_pdf_page(pdf_file, 2, dpi=36).save(query_image)
+    text_only = MetaEmbedVectorStore(model=minilm_model)
+    text_only.add_texts(TEXTS[:2])
+    name = minilm_model.identity["name"]
+    with pytest.raises(UnsupportedInputError, match="text-only") as caught:
+        text_only.similarity_search("", image=str(query_image))
+    assert name in str(caught.value)
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        text_only.similarity_search([{"type": "image", "path": str(query_image)}])
+    model = request.getfixturevalue("tiny_qwen_model")
+    store = MetaEmbedVectorStore(model=model, budget=(4, 8))
+    store.engine.add_pdfs([pdf_file], dpi=36)
+    by_path = store.similarity_search_with_score("", k=2, image=str(query_image))
+    direct = store.engine.retrieve(ModelInput(image=Image.open(query_image)), budget=(4, 8), k=2)
+    assert [d.id for d, _ in by_path] == [p.id for p in direct] and len(by_path) == 2
+    assert [s for _, s in by_path] == pytest.approx([p.score for p in direct])
+    assert {d.metadata["page"] for d, _ in by_path} == {1, 2}
+    as_pil = store.similarity_search_with_score("", k=2, image=Image.open(query_image))
+    assert [s for _, s in as_pil] == pytest.approx([s for _, s in by_path])
+    encoded = base64.b64encode(query_image.read_bytes()).decode()
+    blocks = [{"type": "text", "text": "this page"}, {"type": "image", "base64": encoded, "mime_type": "image/png"}]
+    by_block = store.similarity_search_with_score(blocks, k=2)
+    with_text = store.similarity_search_with_score("this page", k=2, image=query_image.read_bytes())
+    assert [s for _, s in by_block] == pytest.approx([s for _, s in with_text])
+    assert [s for _, s in by_block] != pytest.approx([s for _, s in by_path])  # the text is part of the query
+    data_url = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}}
+    assert [d.id for d in store.similarity_search(data_url, k=2)] == [d.id for d, _ in by_path]
+    retriever = store.as_retriever(search_kwargs={"k": 1})
+    assert retriever.invoke("", image=str(query_image))[0].id == by_path[0][0].id
+    assert store.max_marginal_relevance_search("", k=1, fetch_k=2, image=str(query_image))
+    with pytest.raises(InvalidInputError, match="once"):
+        store.similarity_search(blocks, image=str(query_image))
+    with pytest.raises(InvalidInputError, match="hybrid search needs a text query"):
+        store.similarity_search("", image=str(query_image), hybrid=True)
+
+
+def test_vector_store_search_by_vector(minilm_model):
+    """A multi-vector query [r_q, d] scores as the text it came from; one vector [d] is a query of r_q = 1."""
+    import torch
+
+    from metaembed_rag.langchain import MetaEmbedVectorStore
+
+    vs = MetaEmbedVectorStore(model=minilm_model, budget=(16, 64))
+    vs.add_texts(TEXTS, metadatas=[{"n": i} for i in range(4)], ids=list("abcd"))
+    vectors = minilm_model.encode_query([TEXTS[3]])[0]
+    by_text = vs.similarity_search_with_score(TEXTS[3], k=4)
+    by_vectors = vs.similarity_search_with_score_by_vector(vectors, k=4)
+    assert [d.id for d, _ in by_vectors] == [d.id for d, _ in by_text] and by_vectors[0][0].id == "d"
+    assert [s for _, s in by_vectors] == pytest.approx([s for _, s in by_text], abs=1e-5)
+    assert [d.id for d in vs.similarity_search_by_vector(vectors.tolist(), k=2)] == [d.id for d, _ in by_text[:2]]
+    at_1 = vs.similarity_search_with_score(TEXTS[3], k=4, budget=(1, 64))
+    single = vs.similarity_search_with_score_by_vector(vectors[0].tolist(), k=4)
+    assert [s for _, s in single] == pytest.approx([s for _, s in at_1], abs=1e-5)
+    filtered = vs.similarity_search_by_vector(vectors, k=4, filter={"n": {"$lt": 2}}, budget=(8, 16))
+    assert {d.id for d in filtered} == {"a", "b"}
+    cascaded = vs.similarity_search_by_vector(vectors, k=1, cascade=((1, 1), 3))
+    assert cascaded[0].id == "d"
+    assert len(vs.max_marginal_relevance_search_by_vector(vectors, k=2, fetch_k=4)) == 2
+    assert asyncio.run(vs.asimilarity_search_by_vector(vectors, k=1))[0].id == "d"
+    with pytest.raises(BudgetError, match="r_q=16"):
+        vs.similarity_search_by_vector(vectors[:4], k=1)
+    with pytest.raises(InvalidInputError, match=r"\[R_q, 384\]"):
+        vs.similarity_search_by_vector(torch.ones(2, 8), k=1)
+    with pytest.raises(InvalidInputError, match="NaN"):
+        vs.similarity_search_by_vector([float("nan")] * 384, k=1)
+    with pytest.raises(InvalidInputError, match="hybrid"):
+        vs.similarity_search_by_vector(vectors, k=1, hybrid=True)
+    with pytest.raises(InvalidInputError, match="image"):
+        vs.similarity_search_by_vector(vectors, k=1, image="x.png")
+
+
+def test_vector_store_hybrid(minilm_model):
+    """``hybrid=True`` per call, in search_kwargs or on the store: the searcher's fusion with BM25."""
+    from metaembed_rag.fusion import HybridOptions
+    from metaembed_rag.langchain import MetaEmbedVectorStore
+
+    vs = MetaEmbedVectorStore(model=minilm_model)
+    vs.add_texts(TEXTS, metadatas=[{"n": i} for i in range(4)], ids=list("abcd"))
+    expected = vs.engine.searcher.search(TEXTS[0], budget=(8, 16), k=3, hybrid=True)
+    hybrid = vs.similarity_search_with_score(TEXTS[0], k=3, hybrid=True)
+    assert [d.id for d, _ in hybrid] == [h.id for h in expected]
+    assert [s for _, s in hybrid] == pytest.approx([h.score for h in expected]) and hybrid[0][1] < 0.05
+    assert set(hybrid[0][0].metadata["hybrid"]) == {"dense_rank", "dense_score", "bm25_rank", "bm25_score"}
+    lexical = {"dense_weight": 0.0, "lexical_weight": 1.0}
+    assert vs.similarity_search("Westphalia 1648", k=1, hybrid=lexical)[0].id == "c"
+    retriever = vs.as_retriever(search_kwargs={"k": 3, "hybrid": True})
+    assert [d.id for d in retriever.invoke(TEXTS[0])] == [h.id for h in expected]
+    on_store = MetaEmbedVectorStore(engine=vs.engine, hybrid=HybridOptions(dense_weight=0.0))
+    assert on_store.similarity_search("Westphalia 1648", k=1)[0].id == "c"
+    assert "hybrid" not in vs.similarity_search(TEXTS[0], k=1)[0].metadata
+    filtered = vs.similarity_search(TEXTS[0], k=4, hybrid=True, filter={"n": {"$gte": 2}})
+    assert {d.id for d in filtered} == {"c", "d"}
+    with pytest.raises(InvalidInputError, match="rank fusion"):
+        vs.similarity_search_with_relevance_scores(TEXTS[0], k=1, hybrid=True)
+    with pytest.raises(InvalidInputError, match="fusion"):
+        vs.similarity_search(TEXTS[0], hybrid={"method": "max"})

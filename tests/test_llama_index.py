@@ -418,8 +418,8 @@ def test_vector_store_inside_vector_store_index(minilm_model, backend):
     assert sorted(n.metadata["n"] for n in vector_store.get_nodes(filters=either)) == []  # 0 deleted, 3 is odd
     vector_store.add([TextNode(text=TEXTS[0], id_="again", metadata={"n": 9})])
     assert asyncio.run(vector_store.aquery(VectorStoreQuery(query_str=TEXTS[0], similarity_top_k=5))).ids[0] == "again"
-    with pytest.raises(InvalidInputError, match="query_str"):
-        vector_store.query(VectorStoreQuery(query_embedding=[0.0] * 384, similarity_top_k=1))
+    with pytest.raises(InvalidInputError, match="query_str"):  # the placeholder embed_model's vector
+        vector_store.query(VectorStoreQuery(query_embedding=[0.0], similarity_top_k=1))
     with pytest.raises(FilterError, match="text_match"):
         vector_store.query(
             VectorStoreQuery(
@@ -429,3 +429,53 @@ def test_vector_store_inside_vector_store_index(minilm_model, backend):
         )
     vector_store.clear()
     assert len(vector_store.client) == 0
+
+
+def test_vector_store_query_embedding_and_hybrid(minilm_model):
+    """``query_embedding`` without ``query_str`` is the query's vectors ([r_q, d], or [d] as r_q = 1); hybrid
+    (per call, on the store, or the hybrid query mode) fuses with BM25 as the searcher does."""
+    from llama_index.core.vector_stores.types import VectorStoreQueryMode
+
+    from metaembed_rag.errors import BudgetError
+    from metaembed_rag.fusion import HybridOptions
+    from metaembed_rag.llama_index import MetaEmbedVectorStore
+
+    vector_store = MetaEmbedVectorStore(model=minilm_model)
+    vector_store.add([TextNode(text=t, id_=f"n{i}", metadata={"n": i}) for i, t in enumerate(TEXTS)])
+    by_text = vector_store.query(VectorStoreQuery(query_str=TEXTS[2], similarity_top_k=4), budget=(16, 64))
+    vectors = minilm_model.encode_query([TEXTS[2]])[0]
+    by_vectors = vector_store.query(
+        VectorStoreQuery(query_embedding=vectors.tolist(), similarity_top_k=4), budget=(16, 64)
+    )
+    assert by_vectors.ids == by_text.ids and by_vectors.similarities == pytest.approx(by_text.similarities, abs=1e-5)
+    one = vector_store.query(VectorStoreQuery(query_embedding=vectors[0].tolist(), similarity_top_k=4))
+    at_1 = vector_store.query(VectorStoreQuery(query_str=TEXTS[2], similarity_top_k=4), budget=(1, 16))
+    assert one.ids == at_1.ids and one.similarities == pytest.approx(at_1.similarities, abs=1e-5)
+    assert one.nodes[0].get_content() == TEXTS[int(one.ids[0][1:])]
+    with pytest.raises(BudgetError, match="r_q=16"):
+        vector_store.query(VectorStoreQuery(query_embedding=vectors[:4].tolist(), similarity_top_k=1), budget=(16, 64))
+    with pytest.raises(InvalidInputError, match=r"\[R_q, 384\]"):
+        vector_store.query(VectorStoreQuery(query_embedding=[0.5] * 10, similarity_top_k=1))
+    with pytest.raises(InvalidInputError, match="hybrid"):
+        vector_store.query(VectorStoreQuery(query_embedding=vectors.tolist(), similarity_top_k=1), hybrid=True)
+
+    expected = vector_store.engine.searcher.search(TEXTS[1], budget=(8, 16), k=3, hybrid=True)
+    per_call = vector_store.query(VectorStoreQuery(query_str=TEXTS[1], similarity_top_k=3), hybrid=True)
+    assert per_call.ids == [h.id for h in expected]
+    assert per_call.similarities == pytest.approx([h.score for h in expected])
+    assert per_call.similarities[0] < 0.05  # a reciprocal-rank score, not MaxSim
+    mode = vector_store.query(
+        VectorStoreQuery(query_str=TEXTS[1], similarity_top_k=3, mode=VectorStoreQueryMode.HYBRID)
+    )
+    assert mode.ids == per_call.ids and mode.similarities == pytest.approx(per_call.similarities)
+    weighted = vector_store.query(
+        VectorStoreQuery(query_str="Westphalia 1648", similarity_top_k=4, mode=VectorStoreQueryMode.HYBRID, alpha=0.0)
+    )
+    lexical_only = vector_store.engine.searcher.search(
+        "Westphalia 1648", k=4, hybrid=HybridOptions(dense_weight=0.0, lexical_weight=1.0)
+    )
+    assert weighted.ids[0] == "n2" and weighted.ids == [h.id for h in lexical_only]
+    on_store = MetaEmbedVectorStore(engine=vector_store.engine, hybrid=True)
+    assert on_store.query(VectorStoreQuery(query_str=TEXTS[1], similarity_top_k=3)).ids == per_call.ids
+    with pytest.raises(UnsupportedInputError, match="text_search"):
+        vector_store.query(VectorStoreQuery(query_str="x", mode=VectorStoreQueryMode.TEXT_SEARCH))

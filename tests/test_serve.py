@@ -121,30 +121,12 @@ def test_mcp_server_over_stdio_with_the_official_client(cli_index):
 
 def test_mcp_server_over_streamable_http_with_the_official_client(cli_index):
     pytest.importorskip("mcp")
-    import socket
-    import subprocess
-    import time
-
     import anyio
+    from fixtures.servers import serve_mcp_http
     from mcp import ClientSession
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    argv = ["serve", "--mcp-http", "--index", str(cli_index), "--port", str(port), "--token", "s3cret"]
-    server = subprocess.Popen([sys.executable, "-m", "metaembed_rag.cli", *argv], env=env, stdout=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}/mcp"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(0.2)
+    with serve_mcp_http("--index", str(cli_index), "--token", "s3cret") as url:
         request = urllib.request.Request(url, data=b"{}", headers={"content-type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
@@ -161,9 +143,6 @@ def test_mcp_server_over_streamable_http_with_the_official_client(cli_index):
                     return tools, found
 
         tools, found = anyio.run(session)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert [t.name for t in tools] == ["search"]
     assert not found.is_error
     assert json.loads(found.content[0].text)["results"][0]["page"] == 2

@@ -29,15 +29,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--token", default=None, help="require 'Authorization: Bearer TOKEN' (default: $METAEMBED_RAG_TOKEN)"
     )
     parser.add_argument("--max-concurrency", type=int, default=2, help="searches run at once (default 2)")
+    parser.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="also serve add and delete (HTTP POST /add, /delete; MCP tools add, delete); off by default",
+    )
+    parser.add_argument(
+        "--write-root",
+        action="append",
+        metavar="DIR",
+        default=None,
+        help="with --allow-writes: a folder whose files may be added (repeatable; default: the working folder)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..collection import DocumentCollection, resolve_collection_path
+    from ..errors import IndexNotFoundError, InvalidInputError
     from ..modeling.loading import load_model
     from ..serving import TOKEN_ENV, SearchService, make_http_server, run_mcp, run_mcp_http
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype) if args.model else None
-    service = SearchService.open(args.index, model=model, max_concurrency=args.max_concurrency)
+    if args.write_root and not args.allow_writes:
+        raise InvalidInputError("--write-root only applies with --allow-writes")
+    reference = args.model
+    if reference is None and (args.device or args.dtype):  # the index's own model, on the device asked for
+        path = resolve_collection_path(args.index)
+        if not DocumentCollection.exists(path):
+            raise IndexNotFoundError(f"no index built by `metaembed-rag index` at {path}")
+        reference = DocumentCollection.read_config(path)["model"]["reference"]
+    model = load_model(reference, device=args.device, dtype=args.dtype) if reference else None
+    service = SearchService.open(
+        args.index,
+        model=model,
+        max_concurrency=args.max_concurrency,
+        allow_writes=args.allow_writes,
+        write_roots=args.write_root,
+    )
     if args.mcp:
         run_mcp(service)
         return 0

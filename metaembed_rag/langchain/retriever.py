@@ -10,10 +10,10 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from pydantic import ConfigDict, Field
 
-from ..errors import InvalidInputError, UnsupportedInputError
-from ..inputs import ModelInput
+from ..errors import InvalidInputError
 from ..lazy_searcher import LazySearcher
 from ..results import ImageMode, PageImageCache, RetrievedPage
+from .queries import query_input
 
 _OVERRIDABLE = ("budget", "k", "cascade", "filter", "hybrid")
 
@@ -134,19 +134,7 @@ class MetaEmbedRetriever(BaseRetriever):
     def _prepare(self, query: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The query as the engine takes it (text, or a ``ModelInput`` with an image) and the search options."""
         options = self._options(overrides)
-        image = options.pop("query_image", None)
-        text: str | None = query
-        if isinstance(query, (list, tuple, dict)):  # content blocks, as in a multimodal chat message
-            text, block_image = _from_content_blocks(query)
-            if block_image is not None:
-                if image is not None:
-                    raise InvalidInputError("pass the query image once: as a content block or as query_image=")
-                image = block_image
-        if image is None:
-            return text, options
-        picture = self.engine.image_query(image).image
-        words = text if isinstance(text, str) and text.strip() else None
-        return ModelInput(text=words, image=picture), options
+        return query_input(self.engine, query, options.pop("query_image", None), "query_image"), options
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
@@ -161,53 +149,3 @@ class MetaEmbedRetriever(BaseRetriever):
         prepared, options = self._prepare(query, overrides)
         pages = await self.engine.aretrieve(prepared, **options)
         return [page_to_document(p, self.image, self.engine.image_cache) for p in pages]
-
-
-def _from_content_blocks(blocks: Any) -> tuple[str | None, Any]:
-    """Text and image of a query given as LangChain content blocks (``{"type": "text", "text": …}``,
-    ``{"type": "image", "base64": …}`` or ``{"type": "image_url", "image_url": {"url": "data:…"}}``,
-    ``{"type": "image", "path": …}``)."""
-    if isinstance(blocks, dict):
-        blocks = [blocks]
-    texts: list[str] = []
-    images: list[Any] = []
-    for position, block in enumerate(blocks):
-        if isinstance(block, str):
-            texts.append(block)
-            continue
-        if not isinstance(block, dict):
-            raise UnsupportedInputError(f"query block #{position} is a {type(block).__name__}, not a content block")
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(str(block.get("text", "")))
-        elif kind in ("image", "image_url"):
-            images.append(_block_image(block, position))
-        else:
-            raise UnsupportedInputError(f"query block #{position} has type {kind!r}; use text and image blocks")
-    if len(images) > 1:
-        raise UnsupportedInputError(f"a query holds one image; got {len(images)} image blocks")
-    text = " ".join(t for t in texts if t.strip()) or None
-    return text, images[0] if images else None
-
-
-def _block_image(block: dict[str, Any], position: int) -> Any:
-    import base64
-
-    data = block.get("base64") or block.get("data")
-    url = block.get("url")
-    if block.get("type") == "image_url":
-        inner = block.get("image_url")
-        url = inner.get("url") if isinstance(inner, dict) else inner
-    if data is None and isinstance(url, str) and url.startswith("data:") and "," in url:
-        data = url.split(",", 1)[1]
-    if data is not None:
-        try:
-            return base64.b64decode(data, validate=True)
-        except ValueError as exc:
-            raise InvalidInputError(f"query block #{position}: the image is not valid base64") from exc
-    if block.get("path"):
-        return block["path"]
-    raise UnsupportedInputError(
-        f"query block #{position}: give the image as base64 data, a data: URL or a local path (remote URLs are "
-        "not fetched)"
-    )

@@ -63,10 +63,14 @@ class EncodedByStore(BaseEmbedding):
 class MetaEmbedVectorStore(BasePydanticVectorStore):
     """Nodes as MetaEmbed multi-vectors in a ``MultiVectorIndex`` (default), ``QdrantMultiVectorStore`` … .
 
-    ``query`` needs ``query_str`` (the store encodes it; a query embedding alone is refused) and honours
-    ``similarity_top_k``, ``filters`` (every operator :mod:`metaembed_rag.llama_index.filters` maps) and
-    ``doc_ids``; ``budget=`` and ``cascade=`` may be passed per query (e.g. through
-    ``index.as_retriever(vector_store_kwargs={"budget": (16, 64)})``). Scores are normalised MaxSim.
+    ``query`` encodes ``query_str`` itself; without one it takes ``query_embedding`` as the query vectors: a
+    multi-vector ``[r_q, d]`` (e.g. ``model.encode_query([q])[0].tolist()``) or one vector ``[d]``, which is a query
+    of ``r_q = 1`` (the budget becomes ``(1, r_c)``). It honours ``similarity_top_k``, ``filters`` (every operator
+    :mod:`metaembed_rag.llama_index.filters` maps) and ``doc_ids``; ``budget=``, ``cascade=`` and ``hybrid=``
+    may be passed per query (e.g. ``index.as_retriever(vector_store_kwargs={"budget": (16, 64), "hybrid": True})``)
+    or set on the store. ``VectorStoreQueryMode.HYBRID`` also fuses MaxSim with BM25 on the stored text (the
+    searcher's fusion, RRF by default; ``alpha`` weighs dense against BM25). Scores are normalised MaxSim, or the
+    fused score for a hybrid query.
     """
 
     stores_text: bool = True
@@ -74,6 +78,7 @@ class MetaEmbedVectorStore(BasePydanticVectorStore):
     flat_metadata: bool = False
     budget: Any = (8, 16)
     cascade: Any = None
+    hybrid: Any = None
     _engine: LazySearcher = PrivateAttr()
 
     def __init__(
@@ -194,31 +199,70 @@ class MetaEmbedVectorStore(BasePydanticVectorStore):
         return node
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """The ``similarity_top_k`` best nodes for ``query.query_str``; see the class docs for what is honoured."""
-        unknown = set(kwargs) - {"budget", "cascade"}
+        """The ``similarity_top_k`` best nodes for ``query``; see the class docs for what is honoured."""
+        unknown = set(kwargs) - {"budget", "cascade", "hybrid"}
         if unknown:
-            raise InvalidInputError(f"unknown query option(s) {sorted(unknown)}; allowed: budget, cascade")
-        if query.mode != VectorStoreQueryMode.DEFAULT:
-            raise UnsupportedInputError(f"query mode {query.mode.value!r} is not supported; use the default mode")
+            raise InvalidInputError(f"unknown query option(s) {sorted(unknown)}; allowed: budget, cascade, hybrid")
+        if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.HYBRID):
+            raise UnsupportedInputError(
+                f"query mode {query.mode.value!r} is not supported; use the default or the hybrid mode"
+            )
         if query.node_ids:
             raise UnsupportedInputError("query by node_ids is not supported; use get_nodes(node_ids=...)")
-        if not query.query_str:
-            raise InvalidInputError(
-                "this store encodes the query text itself: set query_str (an embedding is not enough)"
-            )
         flt = to_core_filter(query.filters) if query.filters is not None else None
         if query.doc_ids:
             by_doc = {"ref_doc_id": {"$in": list(query.doc_ids)}}
             flt = by_doc if flt is None else {"$and": [flt, by_doc]}
-        pages = self._engine.retrieve(
-            text_query(query.query_str),
-            budget=kwargs.get("budget", self.budget),
-            k=query.similarity_top_k,
-            filter=flt,
-            cascade=kwargs.get("cascade", self.cascade),
-        )
+        options = {
+            "budget": kwargs.get("budget", self.budget),
+            "k": query.similarity_top_k,
+            "filter": flt,
+            "cascade": kwargs.get("cascade", self.cascade),
+        }
+        hybrid = _hybrid_options(query, kwargs.get("hybrid", self.hybrid))
+        if query.query_str:
+            pages = self._engine.retrieve(text_query(query.query_str), hybrid=hybrid, **options)
+        elif _is_vector_query(query.query_embedding):
+            if hybrid:
+                raise InvalidInputError("a hybrid query needs query_str (BM25 cannot read an embedding)")
+            pages = self._engine.retrieve_by_vector(query.query_embedding, **options)
+        else:
+            raise InvalidInputError(
+                "set query_str (the store encodes it), or query_embedding: a multi-vector query [r_q, d] or one "
+                "vector [d] of the index's dimension (the store's placeholder embed_model makes none)"
+            )
         nodes = [self._node(p.metadata) for p in pages]
         return VectorStoreQueryResult(nodes=nodes, similarities=[p.score for p in pages], ids=[p.id for p in pages])
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         return await asyncio.to_thread(self.query, query, **kwargs)
+
+
+def _is_vector_query(embedding: Any) -> bool:
+    """Whether ``embedding`` is a real query (not absent, not the 1-d placeholder of :class:`EncodedByStore`)."""
+    if embedding is None:
+        return False
+    try:
+        return len(embedding) > 0 and not (len(embedding) == 1 and not hasattr(embedding[0], "__len__"))
+    except TypeError:
+        return False
+
+
+def _hybrid_options(query: VectorStoreQuery, hybrid: Any) -> Any:
+    """``hybrid`` for a query: the hybrid mode turns it on; its ``alpha`` weighs dense (alpha) against BM25
+    (1 - alpha) in the fusion, ``sparse_top_k`` sets how many pages each ranking contributes."""
+    if query.mode != VectorStoreQueryMode.HYBRID:
+        return hybrid
+    from ..fusion import HybridOptions
+
+    options = HybridOptions.parse(hybrid) or HybridOptions()
+    changes: dict[str, Any] = {}
+    if query.alpha is not None:
+        if not 0.0 <= query.alpha <= 1.0:
+            raise InvalidInputError(f"alpha must lie in [0, 1], got {query.alpha!r}")
+        changes.update(dense_weight=float(query.alpha), lexical_weight=1.0 - float(query.alpha))
+    if query.sparse_top_k:
+        changes["candidates"] = max(int(query.sparse_top_k), query.similarity_top_k)
+    from dataclasses import replace
+
+    return replace(options, **changes)
