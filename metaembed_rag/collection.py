@@ -414,6 +414,12 @@ class DocumentCollection:
         return len(stored_page_ids(self.index))
 
     @property
+    def file_page_count(self) -> int:
+        """Pages of the indexed files (those in the manifest); :func:`len` also counts texts and pages added
+        without a file entry."""
+        return sum(len(entry.ids) for entry in self.files.values())
+
+    @property
     def window_count(self) -> int:
         """Stored multi-vector units: one per page, or one per window of a page longer than the model reads."""
         return len(self.index)

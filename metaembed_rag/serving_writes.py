@@ -29,7 +29,6 @@ from .atomic import folder_lock, real_target
 from .collection import COLLECTION_FILE, DocumentCollection
 from .errors import DocumentNotFoundError, InputNotFoundError, InvalidInputError, UnsafePathError
 from .filters import path_matches
-from .windows import stored_page_ids
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +97,12 @@ class CollectionWriter:
                 collection.save()
             info = os.stat(self.path / COLLECTION_FILE)
             self.last_stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-            documents = len(stored_page_ids(collection.index))
             report.update(
-                {"index_pages": len(collection), "index_documents": documents, "generation": collection.generation}
+                {
+                    "index_pages": collection.file_page_count,
+                    "index_documents": len(collection),
+                    "generation": collection.generation,
+                }
             )
             return report, collection.searcher
 

@@ -104,7 +104,7 @@ def test_http_add_texts_and_files_then_delete(index_copy):
         assert status == 200 and answer["pages_indexed"] == 2 and answer["index_pages"] == 6, answer
         assert "violin" in _top_text(url, EXTRA[1])
         on_disk = DocumentCollection.open(index)  # persisted: a fresh reader sees both writes
-        assert len(on_disk) == 6 and "glacier" in on_disk.index
+        assert (on_disk.file_page_count, len(on_disk)) == (6, 7) and "glacier" in on_disk.index
 
         errors = [
             ("/add", {"paths": [str(docs / "missing.pdf")]}, 404, "InputNotFoundError"),
@@ -160,7 +160,7 @@ def test_a_concurrent_indexing_run_loses_nothing(index_copy, minilm_model):
     thread.join(timeout=300)
     assert not errors
     final = DocumentCollection.open(index)
-    assert "bees" in final.index and len(final) == 6, sorted(final.files)
+    assert "bees" in final.index and (final.file_page_count, len(final)) == (6, 7), sorted(final.files)
     # and the server's next write starts from the saved state, not from the one it opened
     report = service.delete(sources=[str(other)])
     assert report["removed_sources"] == {str(other): 2} and "bees" in DocumentCollection.open(index).index
