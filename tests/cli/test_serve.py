@@ -16,7 +16,7 @@ from fixtures.documents import TEXTS, build_cli_index, make_pdf
 
 from metaembed_rag.serving import SearchService, make_http_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

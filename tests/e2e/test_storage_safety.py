@@ -31,7 +31,7 @@ from metaembed_rag.errors import (
 from metaembed_rag.index import MultiVectorIndex
 from metaembed_rag.pipeline import index_files
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _child_env() -> dict[str, str]:

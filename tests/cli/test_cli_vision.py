@@ -14,7 +14,7 @@ from metaembed_rag.collection import DocumentCollection
 from metaembed_rag.loaders import load_pages
 from metaembed_rag.scoring import maxsim
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from metaembed_rag.errors import (
 from metaembed_rag.serving import MAX_BODY_BYTES, SearchService, make_http_server
 from metaembed_rag.serving_writes import WritesDisabledError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXTRA = [
     "Glaciers carve U-shaped valleys as they slowly flow downhill.",
     "A violin has four strings tuned in perfect fifths.",

@@ -14,7 +14,7 @@ pytest.importorskip("ipykernel")
 pytest.importorskip("langchain_core")
 pytest.importorskip("llama_index.core")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 

@@ -313,7 +313,7 @@ def test_missing_extra_names_the_install_command():
         "except MissingDependencyError as exc:\n"
         "    print(exc)\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert "pip install 'metaembed-rag[langchain]'" in done.stdout
 

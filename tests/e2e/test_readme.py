@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"(?:<!-- readme-test: skip: (?P<reason>.*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
 
 
