@@ -20,9 +20,17 @@ overwriting it, so neither writer's pages are lost. Only a missing folder, an em
 package is ever written (:class:`~metaembed_rag.errors.UnsafePathError` otherwise).
 
 Example:
-    >>> collection = DocumentCollection.create(".metaembed/default", model="starter")  # doctest: +SKIP
-    >>> report = index_files(collection, ["examples/"])                                # doctest: +SKIP
-    >>> collection.search("How much rain fell in May?", budget=(8, 16), k=3)           # doctest: +SKIP
+    >>> import tempfile
+    >>> from metaembed_rag.pipeline import index_files
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> collection = DocumentCollection.create(f"{folder.name}/index", model="starter")
+    >>> report = index_files(collection, ["examples/"], ocr=False, show_progress=False)  # from the repository root
+    >>> len(collection), collection.file_page_count, collection.embedding_mode
+    (4, 4, 'text')
+    >>> hits = collection.search("Which quarter had the highest revenue?", budget=(8, 16), k=1)
+    >>> hits[0].metadata["source"].endswith("sales-table.pdf")
+    True
+    >>> folder.cleanup()
 """
 
 from __future__ import annotations

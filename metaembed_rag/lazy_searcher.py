@@ -9,7 +9,9 @@ Example:
     >>> engine = LazySearcher(model=None, index=None)       # nothing loaded yet
     >>> engine.loaded
     False
-    >>> engine.retrieve("what is MaxSim?", budget=(8, 16), k=3)      # doctest: +SKIP
+    >>> ids = engine.add_texts(["MaxSim sums each query vector's best match.", "Bees dance."], ids=["m", "b"])
+    >>> [page.id for page in engine.retrieve("what is MaxSim?", budget=(8, 16), k=1)]
+    ['m']
 """
 
 from __future__ import annotations

@@ -9,10 +9,16 @@ holds the collection's write lock; the collection is saved periodically (every `
 an interrupted file resumes where it stopped, so pages already encoded are never encoded or lost again.
 
 Example:
+    >>> import tempfile
     >>> from metaembed_rag.collection import DocumentCollection
-    >>> collection = DocumentCollection.open_or_create(".metaembed/default")      # doctest: +SKIP
-    >>> report = index_files(collection, ["examples/"])                           # doctest: +SKIP
-    >>> report.pages_indexed, [str(f) for f in report.files_failed]               # doctest: +SKIP
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> collection = DocumentCollection.open_or_create(f"{folder.name}/index", model="starter")
+    >>> report = index_files(collection, ["examples/"], ocr=False, show_progress=False)  # from the repository root
+    >>> report.files_indexed, report.pages_indexed, [(f.page, f.reason) for f in report.pages_skipped]
+    (4, 4, [(1, 'no text layer (scanned page) and OCR was turned off')])
+    >>> index_files(collection, ["examples/"], ocr=False, show_progress=False).files_unchanged
+    4
+    >>> folder.cleanup()
 """
 
 from __future__ import annotations

@@ -15,10 +15,13 @@ all its windows.
 
 Example:
     >>> from metaembed_rag.searcher import MetaEmbedSearcher
-    >>> searcher = MetaEmbedSearcher(model)                                   # doctest: +SKIP
-    >>> searcher.add_documents(["Paris is the capital of France."], metadatas=[{"source": "geo.txt"}])  # doctest: +SKIP
-    >>> hits = searcher.search("capital of France?", budget=(8, 16), k=1)    # doctest: +SKIP
-    >>> hits[0].metadata["source"]                                           # doctest: +SKIP
+    >>> searcher = MetaEmbedSearcher("starter")
+    >>> ids = searcher.add_documents(
+    ...     ["Paris is the capital of France.", "Bees dance to show where flowers are."],
+    ...     metadatas=[{"source": "geo.txt"}, {"source": "bees.txt"}],
+    ... )
+    >>> hits = searcher.search("capital of France?", budget=(8, 16), k=1)
+    >>> hits[0].metadata["source"]
     'geo.txt'
 """
 

@@ -1,9 +1,15 @@
 """Visual document loading: PDFs and images to page records (image, text, metadata), streamed page by page.
 
 Example:
+    >>> from pathlib import Path
     >>> from metaembed_rag.loaders import load_pages
-    >>> for record in load_pages("examples/", dpi=144):                       # doctest: +SKIP
-    ...     print(record.source, record.page, record.text_source, record.image.size)
+    >>> for record in load_pages("examples/", dpi=72, ocr=False):   # run from the repository root
+    ...     print(Path(record.source).name, record.page, record.text_source, record.image.size)
+    field-guide.pdf 1 layer (595, 842)
+    field-guide.pdf 2 layer (595, 842)
+    rainfall-chart.pdf 1 layer (595, 842)
+    sales-table.pdf 1 layer (595, 842)
+    scanned-memo.pdf 1 none (420, 595)
 """
 
 from __future__ import annotations

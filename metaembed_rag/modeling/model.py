@@ -5,11 +5,11 @@ default), a document's those at the ``M_c`` positions (64), each L2-normalised. 
 causal (or block-causal) attention every family uses, the ``M_q`` states do not depend on it (tested).
 
 Example:
-    >>> from metaembed_rag import MetaEmbedModel
-    >>> model = MetaEmbedModel.from_pretrained(metaembed_rag.STARTER_MODEL)        # doctest: +SKIP
-    >>> q = model.encode_query(["how do I sort a dict by value?"])                 # doctest: +SKIP
-    >>> d = model.encode_document(["sorted(d.items(), key=lambda kv: kv[1])"])     # doctest: +SKIP
-    >>> model.similarity(q, d, budget=(8, 16), normalize=True).shape               # doctest: +SKIP
+    >>> from metaembed_rag import STARTER_MODEL, MetaEmbedModel
+    >>> model = MetaEmbedModel.from_pretrained(STARTER_MODEL)
+    >>> q = model.encode_query(["how do I sort a dict by value?"])
+    >>> d = model.encode_document(["sorted(d.items(), key=lambda kv: kv[1])"])
+    >>> model.similarity(q, d, budget=(8, 16), normalize=True).shape
     torch.Size([1, 1])
 """
 
@@ -356,7 +356,8 @@ class MetaEmbedModel(nn.Module):
         :meth:`split_document` and the searcher split documents into windows of this size instead.
 
         Example:
-            >>> MetaEmbedModel.from_pretrained(STARTER_MODEL).text_capacity()     # doctest: +SKIP
+            >>> from metaembed_rag.modeling.loading import load_model
+            >>> load_model("starter").text_capacity()
             126
         """
         side = _check_side(side)
@@ -458,7 +459,8 @@ class MetaEmbedModel(nn.Module):
         """Query embeddings ``[n, 16, d]`` (``[n, r_q, d]`` with a budget), float32 on the CPU.
 
         Example:
-            >>> model.encode_query("what is a monad?").shape          # doctest: +SKIP
+            >>> from metaembed_rag.modeling.loading import load_model
+            >>> load_model("starter").encode_query("what is a monad?").shape
             torch.Size([1, 16, 384])
         """
         return self.encode(inputs, "query", batch_size=batch_size, budget=budget, show_progress=show_progress)
