@@ -561,28 +561,12 @@ class DocumentCollection:
     ) -> list[str]:
         """Encode and upsert plain texts (no file entry); ``ids`` default to content hashes. The text is kept in
         ``metadata["text"]``; an id that names a page of an indexed file is refused (re-index the file instead)."""
-        from .inputs import ModelInput
-
-        texts = list(texts)
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInputError(f"text #{position} is empty or not a string")
-        metadatas = [dict(m) for m in metadatas] if metadatas is not None else [{} for _ in texts]
-        if len(metadatas) != len(texts):
-            raise InvalidInputError(f"got {len(texts)} texts but {len(metadatas)} metadata objects")
-        for position, metadata in enumerate(metadatas):
-            if "text" in metadata:
-                raise InvalidInputError(f"metadata #{position} has the key 'text', which holds the text itself")
-            metadata["text"] = texts[position]
         if ids is not None:
             of_files = {i for entry in self.files.values() for i in entry.ids}
             taken = [i for i in ids if i in of_files]
             if taken:
                 raise InvalidInputError(f"id(s) {taken[:3]} name pages of indexed files; re-index the file instead")
-        inputs = [ModelInput(text=t) for t in texts]
-        added = self.searcher.add_documents(
-            inputs, ids=list(ids) if ids is not None else None, metadatas=metadatas, show_progress=False
-        )
+        added = self.searcher.add_texts(texts, metadatas, ids, show_progress=False)
         units = [w for windows in self.searcher.page_ids(added).values() for w in windows]
         self._upserted.update(units)
         self._deleted.difference_update(units)

@@ -32,7 +32,7 @@ from .errors import IndexNotFoundError, InvalidInputError, UnsupportedInputError
 from .index.base import Cascade, MetadataFilter, MultiVectorStore, validate_filter
 from .inputs import ModelInput, load_image
 from .page_policy import PagePolicy
-from .results import IMAGE_PATH_KEY, TEXT_KEY, PageImageCache, RetrievedPage, hits_to_pages
+from .results import IMAGE_PATH_KEY, PageImageCache, RetrievedPage, hits_to_pages
 from .validation import check_k
 
 logger = logging.getLogger(__name__)
@@ -284,15 +284,9 @@ class LazySearcher:
         metadatas: Sequence[Mapping[str, Any]] | None = None,
         ids: Sequence[str] | None = None,
     ) -> list[str]:
-        """Encode and index texts; each text is stored in its metadata (``"text"``) to be returned later."""
-        texts = list(texts)
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInputError(f"text #{position} is empty or not a string ({type(text).__name__})")
-        metadatas = _metadatas(metadatas, len(texts))
-        stored = [{**m, TEXT_KEY: t} for m, t in zip(metadatas, texts, strict=True)]
-        inputs = [ModelInput(text=t) for t in texts]
-        return self.searcher.add_documents(inputs, ids=list(ids) if ids is not None else None, metadatas=stored)
+        """Encode and index texts (:meth:`MetaEmbedSearcher.add_texts`); each text is kept in its metadata
+        (``"text"``) to be returned later."""
+        return self.searcher.add_texts(texts, metadatas, ids)
 
     def add_pages(
         self,
@@ -392,15 +386,6 @@ def _save_page_image(record: Any, image_dir: str | os.PathLike) -> str:
         with atomic_path(path) as tmp:
             record.image.save(tmp, format="PNG")
     return str(path.resolve())
-
-
-def _metadatas(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    metadatas = [dict(m or {}) for m in metadatas]
-    if len(metadatas) != n:
-        raise InvalidInputError(f"got {n} texts but {len(metadatas)} metadata dicts")
-    return metadatas
 
 
 def _describe(spec: Any) -> str:

@@ -55,6 +55,7 @@ from .inputs import EncodeInput, ModelInput, to_model_inputs
 from .lexical import LexicalIndex, ids_digest
 from .modeling.loading import resolve_model
 from .modeling.model import MetaEmbedModel
+from .results import TEXT_KEY
 from .validation import check_k
 from .windows import (
     WINDOW_KEY,
@@ -174,7 +175,8 @@ class MetaEmbedSearcher:
     ) -> list[str]:
         """Encode and store documents (text, images or (image, text) pairs); returns their ids, in order.
 
-        Documents whose id already exists are replaced. Everything is validated before encoding.
+        Documents whose id already exists are replaced; an id of ``None`` (or no ``ids``) is the document's content
+        hash (:func:`document_id`). Everything is validated before encoding.
         """
         items = to_model_inputs(inputs)
         n = len(items)
@@ -191,7 +193,10 @@ class MetaEmbedSearcher:
         else:
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) or len(ids) != n:
                 raise InvalidInputError(f"ids must be a list of {n} strings, one per document")
-            all_ids = list(ids)
+            all_ids = [
+                document_id(item, meta) if doc_id is None else doc_id
+                for doc_id, item, meta in zip(ids, items, metas, strict=True)
+            ]
             if len(set(all_ids)) != n:
                 raise DuplicateIdError("duplicate ids in one add_documents call")
         for position, meta in enumerate(metas):
@@ -221,6 +226,41 @@ class MetaEmbedSearcher:
             self._lexical.add(page_ids, [page_texts[p] for p in page_ids])
         logger.debug("added %d documents as %d windows", len(keep), len(unit_ids))
         return all_ids
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Encode and store plain texts, each kept in its metadata under ``"text"`` to be returned with results.
+
+        An empty text, a metadata count that differs from the texts', or metadata that already has a ``"text"``
+        key (it would be overwritten) raises :class:`~metaembed_rag.errors.InvalidInputError`.
+        """
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+            raise InvalidInputError(f"texts must be a list of strings, got {type(texts).__name__}")
+        texts = list(texts)
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"text #{position} is empty or not a string ({type(text).__name__})")
+        given = [{} for _ in texts] if metadatas is None else [dict(m or {}) for m in metadatas]
+        if len(given) != len(texts):
+            raise InvalidInputError(f"got {len(texts)} texts but {len(given)} metadata objects")
+        for position, metadata in enumerate(given):
+            if TEXT_KEY in metadata:
+                raise InvalidInputError(
+                    f"metadata #{position} has the key {TEXT_KEY!r}, which holds the text itself; rename it"
+                )
+            metadata[TEXT_KEY] = texts[position]
+        return self.add_documents(
+            [ModelInput(text=t) for t in texts],
+            ids=list(ids) if ids is not None else None,
+            metadatas=given,
+            show_progress=show_progress,
+        )
 
     def _units(self, doc_id: str, item: ModelInput, meta: dict[str, Any]) -> list[tuple[str, ModelInput, dict]]:
         """The stored units of one document: itself, or its windows when its text is longer than the model reads."""

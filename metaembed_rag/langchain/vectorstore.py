@@ -22,10 +22,8 @@ from langchain_core.vectorstores import VectorStore
 from ..budget import BudgetLike
 from ..errors import DocumentNotFoundError, InvalidInputError
 from ..index.base import Cascade
-from ..inputs import ModelInput
-from ..lazy_searcher import LazySearcher, _metadatas
+from ..lazy_searcher import LazySearcher
 from ..results import TEXT_KEY, RetrievedPage
-from ..searcher import document_id
 from .embeddings import MetaEmbedEmbeddings
 from .queries import query_input
 
@@ -113,23 +111,8 @@ class MetaEmbedVectorStore(VectorStore):
         """Embed and store texts (upsert by id); returns their ids (content hashes when none are given)."""
         if kwargs:
             raise InvalidInputError(f"unknown add_texts option(s) {sorted(kwargs)}")
-        texts = list(texts)
-        if ids is not None:
-            ids = list(ids)
-            if len(ids) != len(texts):
-                raise InvalidInputError(f"got {len(texts)} texts but {len(ids)} ids")
-            if any(i is None for i in ids):  # LangChain passes Document.id, which may be None: use content hashes
-                metas = _metadatas(metadatas, len(texts))
-                ids = [
-                    i if i is not None else document_id(ModelInput(text=t), {**m, TEXT_KEY: t})
-                    for i, t, m in zip(ids, texts, metas, strict=True)
-                ]
-        for position, metadata in enumerate(metadatas or []):
-            if metadata and TEXT_KEY in metadata:
-                raise InvalidInputError(
-                    f"metadata #{position} has the key {TEXT_KEY!r}, which this store uses for the text itself"
-                )
-        return self.engine.add_texts(texts, metadatas, ids)
+        # LangChain passes Document.id, which may be None: the searcher gives those their content hash
+        return self.engine.add_texts(list(texts), metadatas, ids)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete documents by id; ids that are not stored are skipped (logged), as LangChain stores do."""
