@@ -75,7 +75,8 @@ class CollectionWriter:
 
     # ------------------------------------------------------------------------------------------- checks
     def check_path(self, path: str) -> str:
-        """``path`` made absolute, if it exists and lies under an allowed root; else a typed error."""
+        """``path`` made absolute, if it exists and lies under an allowed root once links are followed; else a
+        typed error."""
         absolute = os.path.abspath(os.path.expanduser(path))
         if not os.path.exists(absolute):
             raise InputNotFoundError(f"{path} does not exist (on the server)")
@@ -108,9 +109,13 @@ class CollectionWriter:
 
     def add_paths(self, paths: Any, *, reindex: bool = False) -> tuple[dict[str, Any], Any]:
         """Index files and folders (as ``metaembed-rag index`` does); returns its report and the new searcher."""
+        from .loaders import discover_files
         from .pipeline import index_files
 
         checked = [self.check_path(p) for p in _strings(paths, "paths", MAX_PATHS)]
+        files, _ = discover_files(checked)
+        for file in files:  # a folder under a root may hold a link to a file outside every root
+            self.check_path(str(file))
 
         def change(collection: DocumentCollection) -> dict[str, Any]:
             report = index_files(collection, checked, reindex=reindex, show_progress=False)

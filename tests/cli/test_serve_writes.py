@@ -298,3 +298,17 @@ def test_serve_honours_device_and_dtype_without_model(index_copy, monkeypatch):
     assert main(["serve", "--mcp", "--index", str(index)]) == 0
     assert next(served[1].engine.model.parameters()).dtype == torch.float32
     assert main(["serve", "--mcp", "--index", str(index), "--write-root", "."]) == 2
+
+
+def test_a_link_inside_a_write_root_to_a_file_outside_it_is_refused(index_copy, tmp_path):
+    index, docs, other = index_copy
+    outside = tmp_path / "private"
+    outside.mkdir()
+    shutil.copy(other, outside / "secret.pdf")
+    shared = docs / "shared"
+    shared.mkdir()
+    (shared / "secret.pdf").symlink_to(outside / "secret.pdf")
+    writer = SearchService.open(index, allow_writes=True, write_roots=[docs])
+    with pytest.raises(UnsafePathError, match="outside the folders"):
+        writer.add(paths=[str(shared)])
+    assert len(DocumentCollection.open(index)) == 4  # nothing was indexed
