@@ -17,9 +17,19 @@ roundoff of bfloat16 and ``c`` any stored vector: rounding ``q_i`` costs ``≤ u
 ``j`` does not grow an error, and the sum over ``i`` adds them: ``E = (2.5u + 2d·2⁻²⁴)·max‖c‖·Σ_i ‖q_i‖``
 (the 0.5u and the factor 2 are margin). ``max‖c‖`` is the largest stored vector norm, measured.
 
-:func:`low_precision_mode` decides where this runs: ``auto`` (native bfloat16 CPUs, bfloat16/int8 storage),
-or forced ``on`` / ``off`` with the environment variable ``METAEMBED_LOW_PRECISION``. Where the CPU lacks
-native bfloat16 (AVX2 machines) bfloat16 GEMMs are emulated and far slower, so ``auto`` keeps the float32 path.
+:func:`low_precision_mode` decides where this runs: ``auto`` (native bfloat16 CPUs, bfloat16/int8 storage;
+int8 storage on any x86 CPU, below), or forced ``on`` / ``off`` with the environment variable
+``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are emulated
+and far slower, so ``auto`` keeps the float32 path for bfloat16 storage.
+
+**int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16): the
+stored int8 vectors and their per-vector scales are exactly a per-channel quantised weight, so they are
+prepacked once for FBGEMM (PyTorch's x86 quantised engine; AVX2 ``vpmaddubsw``) and each query is multiplied
+as dynamically quantised 7-bit activations (``reduce_range``: no int16 saturation), with int32 accumulation,
+in two passes: the query rounded onto a grid the quantiser reproduces exactly, then the residual. Only the
+residual's rounding is left (``≤ s₂`` per component, ``s₂`` about 1/127 of the query's own step), so a product
+is off by ``≤ s₂·‖c‖₁``: ``E = 1.01·r_q·s₂·max‖c‖₁`` plus float32 rounding (see
+:func:`approximate_scores_int8`). The same threshold step then makes the top-k exact.
 
 Example:
     >>> import torch
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import torch
 
@@ -77,6 +88,18 @@ def low_precision_mode() -> str:
     return mode
 
 
+@functools.lru_cache(maxsize=1)
+def int8_gemm_available() -> bool:
+    """Whether PyTorch's x86 quantised engine (FBGEMM: dynamically quantised int8 linear) is usable here."""
+    engines = torch.backends.quantized.supported_engines
+    return ("fbgemm" in engines or "x86" in engines) and hasattr(torch.ops.quantized, "linear_dynamic")
+
+
+def int8_path(vectors: torch.Tensor) -> bool:
+    """Whether int8 ``vectors`` are selected by integer GEMM (no native bfloat16 CPU, FBGEMM available)."""
+    return vectors.dtype == torch.int8 and not native_bf16_cpu() and int8_gemm_available()
+
+
 def use_low_precision(vectors: torch.Tensor, documents: int, k: int) -> bool:
     """Whether an exhaustive top-``k`` over ``documents`` stored as ``vectors`` should take this path."""
     mode = low_precision_mode()
@@ -84,19 +107,19 @@ def use_low_precision(vectors: torch.Tensor, documents: int, k: int) -> bool:
         return False
     if mode == "on":
         return True
-    return native_bf16_cpu() and documents >= 8 * max(FIRST_CANDIDATES, 4 * k)
+    return (native_bf16_cpu() or int8_path(vectors)) and documents >= 8 * max(FIRST_CANDIDATES, 4 * k)
 
 
 def max_vector_norm(
-    vectors: torch.Tensor, scales: torch.Tensor | None, start: int = 0, stop: int | None = None
+    vectors: torch.Tensor, scales: torch.Tensor | None, start: int = 0, stop: int | None = None, *, ord: int = 2
 ) -> float:
-    """The largest L2 norm among stored vectors ``[R, start:stop, d]`` (dequantised), chunk by chunk."""
+    """The largest L2 (or, with ``ord=1``, L1) norm among stored vectors ``[R, start:stop, d]`` (dequantised)."""
     stop = vectors.shape[1] if stop is None else stop
     best = 0.0
     step = max(1, (16 * 1024 * 1024) // max(1, vectors.shape[0] * vectors.shape[2] * 4))
     for lo in range(start, stop, step):
         hi = min(lo + step, stop)
-        norms = torch.linalg.vector_norm(vectors[:, lo:hi].to(torch.float32), dim=-1)
+        norms = torch.linalg.vector_norm(vectors[:, lo:hi].to(torch.float32), ord=ord, dim=-1)
         if scales is not None:
             norms = norms * scales[:, lo:hi].to(torch.float32)
         if norms.numel():
@@ -110,6 +133,100 @@ def error_bound(queries: torch.Tensor, max_norm: float) -> torch.Tensor:
     per_unit = 2.5 * BF16_UNIT_ROUNDOFF + 2 * dim * FP32_UNIT_ROUNDOFF
     norms = torch.linalg.vector_norm(queries.to(torch.float32), dim=-1).sum(dim=1)
     return norms * (per_unit * max_norm)
+
+
+INT8_QUERY_LEVELS = 127
+"""Quantisation steps of a query under ``reduce_range`` (7 bits), as FBGEMM's dynamic linear uses them."""
+
+
+def _on_grid(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``flat`` rounded onto a 7-bit grid that FBGEMM's dynamic quantisation reproduces without loss: the grid
+    ``s·(u - z)``, ``u = 0 … 127``, whose both ends are present (an extra row holds them), so the range FBGEMM
+    measures gives back ``s`` and ``z``. Returns (the rounded rows, the input with the extra row, ``s``)."""
+    low, high = min(float(flat.min()), 0.0), max(float(flat.max()), 0.0)
+    step = (high - low) / INT8_QUERY_LEVELS if high > low else 1.0
+    zero = round(-low / step)
+    levels = torch.clamp(torch.round(flat / step) + zero, 0, INT8_QUERY_LEVELS)
+    rounded = (levels - zero) * step
+    ends = torch.zeros(1, flat.shape[1])
+    ends[0, 0], ends[0, 1 % flat.shape[1]] = (INT8_QUERY_LEVELS - zero) * step, -zero * step
+    return rounded, torch.cat([rounded, ends]), step
+
+
+def _reproduced(values: torch.Tensor, rounded: torch.Tensor) -> bool:
+    """Whether dynamic 7-bit quantisation (the routine FBGEMM's linear uses) keeps ``values``'s first rows
+    exactly ``rounded``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        quantised = torch.quantize_per_tensor_dynamic(values, torch.quint8, True)
+    return torch.equal(quantised.dequantize()[: rounded.shape[0]], rounded)
+
+
+def pack_int8(vectors: torch.Tensor, scales: torch.Tensor, r_c: int, width: int) -> list[tuple[int, int, object]]:
+    """Stored int8 vectors ``[R_c, n_c, d]`` with per-vector scales as FBGEMM weights: one packed block per
+    ``width`` documents, rows ordered ``(vector, document)``; ``[(start, stop, packed)]``."""
+    blocks = []
+    n_c = vectors.shape[1]
+    for start in range(0, n_c, width):
+        stop = min(start + width, n_c)
+        block = vectors[:r_c, start:stop].reshape(-1, vectors.shape[2])
+        block_scales = scales[:r_c, start:stop].reshape(-1).to(torch.float64).clamp(min=1e-30)
+        with warnings.catch_warnings():  # quantised tensors are deprecated in favour of torchao; still supported
+            warnings.simplefilter("ignore", UserWarning)
+            weight = torch._make_per_channel_quantized_tensor(
+                block, block_scales, torch.zeros(block.shape[0], dtype=torch.long), 0
+            )
+            blocks.append((start, stop, torch.ops.quantized.linear_prepack(weight, None)))
+    return blocks
+
+
+INT8_BLOCK_DOCUMENTS = 2048
+"""Documents per packed int8 block (its products, ``[n_q·r_q, r_c·2048]`` floats, stay in a few MB)."""
+
+
+INT8_PASSES = 2
+"""Integer GEMM passes: the queries, then their residual (~127x finer; its rounding bounds the error)."""
+
+
+def approximate_scores_int8(
+    queries: torch.Tensor,
+    packed: list[tuple[int, int, object]],
+    n_c: int,
+    r_q: int,
+    r_c: int,
+    *,
+    max_l1: float,
+    max_norm: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw MaxSim ``[n_q, n_c]`` from integer GEMM over :func:`pack_int8` blocks, and its error bound ``[n_q]``.
+
+    All queries go through each block at once, in :data:`INT8_PASSES` passes: the queries on a 7-bit grid that
+    FBGEMM reproduces exactly (checked), then their residual, quantised by FBGEMM itself. Only that last
+    rounding (one step ``s`` per component) is left: ``E = 1.01·r_q·s·max‖c‖₁``, plus float32 rounding
+    ``2·passes·d·2⁻²⁴·Σ‖q_i‖·max‖c‖₂``. A first pass that is not reproduced exactly adds its own step to ``s``
+    (the bound stays correct, only looser). ``max_l1`` / ``max_norm``: the largest stored L1 / L2 norm.
+    """
+    n_q, dim = queries.shape[0], queries.shape[-1]
+    flat = queries[:, :r_q].to(torch.float32).reshape(n_q * r_q, dim).contiguous()
+    inputs, steps, left = [], 0.0, flat
+    for _ in range(INT8_PASSES - 1):
+        rounded, extended, step = _on_grid(left)
+        inputs.append(extended)
+        steps += 0.0 if _reproduced(extended, rounded) else step
+        left = (left - rounded).contiguous()
+    inputs.append(left)
+    low, high = min(float(left.min()), 0.0), max(float(left.max()), 0.0)
+    steps += (high - low) / INT8_QUERY_LEVELS
+    out = torch.empty(n_q, n_c, dtype=torch.float32)
+    rows = n_q * r_q
+    for start, stop, weights in packed:
+        products = torch.ops.quantized.linear_dynamic(inputs[0], weights, True)[:rows]
+        for extra in inputs[1:]:
+            products += torch.ops.quantized.linear_dynamic(extra, weights, True)[:rows]
+        out[:, start:stop] = products.view(n_q, r_q, r_c, stop - start).amax(dim=2).sum(dim=1)
+    norms = torch.linalg.vector_norm(flat, dim=-1).view(n_q, r_q).sum(dim=1)
+    rounding = 2 * INT8_PASSES * dim * FP32_UNIT_ROUNDOFF * norms * max_norm
+    return out, 1.01 * r_q * steps * max_l1 + rounding
 
 
 def approximate_scores(
@@ -145,11 +262,15 @@ def exact_topk(
     scales: torch.Tensor | None = None,
     normalize: bool = False,
     max_norm: float | None = None,
+    packed: list[tuple[int, int, object]] | None = None,
+    max_l1: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The exact top-``k`` ``(values [n_q, k'], rows [n_q, k'], re-scored)`` over vector-major ``vectors``.
 
     ``k' = min(k, n_c)``; ``re-scored`` is how many documents were scored exactly (the rest only
-    approximately). ``max_norm`` (the largest stored vector norm) is measured when not given.
+    approximately). ``max_norm`` (the largest stored vector norm) is measured when not given. On the int8
+    path (:func:`int8_path`), ``packed`` (:func:`pack_int8` at this budget's ``r_c``) and ``max_l1`` (the
+    largest stored L1 norm) are made here when not given; callers that search often keep them.
     """
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=vectors.shape[0])
     n_q, n_c = queries.shape[0], vectors.shape[1]
@@ -157,11 +278,20 @@ def exact_topk(
     if n_q == 0 or n_c == 0 or k == 0:
         empty = torch.empty(n_q, 0)
         return empty, empty.long(), 0
-    if max_norm is None:
-        max_norm = max_vector_norm(vectors[: b.r_c], scales[: b.r_c] if scales is not None else None)
     queries = queries[:, : b.r_q].to(torch.float32)
-    approx = approximate_scores(queries, vectors, scales, b.r_q, b.r_c)
-    bound = error_bound(queries, max_norm)  # [n_q]
+    if int8_path(vectors) and scales is not None:
+        if max_l1 is None:
+            max_l1 = max_vector_norm(vectors[: b.r_c], scales[: b.r_c], ord=1)
+        if max_norm is None:
+            max_norm = max_vector_norm(vectors[: b.r_c], scales[: b.r_c])
+        if packed is None:
+            packed = pack_int8(vectors, scales, b.r_c, INT8_BLOCK_DOCUMENTS)
+        approx, bound = approximate_scores_int8(queries, packed, n_c, b.r_q, b.r_c, max_l1=max_l1, max_norm=max_norm)
+    else:
+        if max_norm is None:
+            max_norm = max_vector_norm(vectors[: b.r_c], scales[: b.r_c] if scales is not None else None)
+        approx = approximate_scores(queries, vectors, scales, b.r_q, b.r_c)
+        bound = error_bound(queries, max_norm)  # [n_q]
     first = min(n_c, max(FIRST_CANDIDATES, 4 * k))
     picked = approx.topk(first, dim=1).indices  # [n_q, first]
     union = torch.unique(picked)

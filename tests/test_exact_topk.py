@@ -112,3 +112,52 @@ def test_bad_queries_at_the_index_level():
         index.search(nan, budget=(2, 4), k=1)
     with pytest.raises(BudgetError):
         index.search(unit(1, 4, 8), budget=(2, 16), k=1)
+
+
+needs_int8_gemm = pytest.mark.skipif(not fast.int8_gemm_available(), reason="no x86 quantised engine (FBGEMM)")
+
+
+@needs_int8_gemm
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_int8_integer_gemm_bound_holds_and_the_top_k_is_exact(scale, monkeypatch):
+    docs = scale * near_ties(400, dim=48)
+    queries = docs[::50, :8] + 0.02 * unit(8, 8, 48, seed=3)
+    values, scales = StorageFormat.parse("int8").encode(docs)
+    l1 = fast.max_vector_norm(values[:16], scales[:16], ord=1)
+    l2 = fast.max_vector_norm(values[:16], scales[:16])
+    packed = fast.pack_int8(values, scales, 16, 128)  # several blocks, the last one partial
+    approx, bound = fast.approximate_scores_int8(queries, packed, 400, 8, 16, max_l1=l1, max_norm=l2)
+    exact = maxsim_vector_major(queries, values, (8, 16), scales=scales).double()
+    gap = (approx.double() - exact).abs().amax(dim=1)
+    assert bool((gap <= bound.double()).all()) and bool((gap > 0).any())
+    monkeypatch.setattr(fast, "FIRST_CANDIDATES", 4)
+    monkeypatch.setattr(fast, "int8_path", lambda vectors: vectors.dtype == torch.int8)
+    top, rows, rescored = fast.exact_topk(queries, values, (8, 16), 10, scales=scales)
+    ref_values, _ = exact.float().topk(10, dim=1)
+    assert torch.allclose(top, ref_values, atol=1e-5)
+    assert torch.allclose(exact.float().gather(1, rows), top, atol=1e-5)
+    assert rescored < 400
+
+
+@needs_int8_gemm
+def test_int8_index_packs_at_the_second_search_and_follows_appends(monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
+    docs = near_ties(1200)
+    queries = docs[::150, :16].float()
+    index = MultiVectorIndex(32, 16, dtype="int8")
+    index.add([f"d{i}" for i in range(1200)], docs)
+    monkeypatch.setenv(fast.MODE_ENV, "off")
+    slow = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
+    monkeypatch.setenv(fast.MODE_ENV, "auto")
+    assert fast.use_low_precision(index._snapshot.values, 1200, 10)
+    first = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
+    assert not index._int8_packs[16].blocks  # a one-off search does not pack
+    second = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
+    assert index._int8_packs[16].blocks and first == second == slow
+    index.add(["new"], unit(1, 16, 32, seed=21))  # appended: the last block is packed again, the rest kept
+    probe = torch.cat([queries, unit(1, 16, 32, seed=21)])
+    fast_hits = [[(h.id, round(h.score, 4)) for h in hits] for hits in index.search(probe, budget=(8, 16), k=10)]
+    assert index._int8_packs[16].count == 1201 and fast_hits[-1][0][0] == "new"
+    monkeypatch.setenv(fast.MODE_ENV, "off")
+    slow_hits = [[(h.id, round(h.score, 4)) for h in hits] for hits in index.search(probe, budget=(8, 16), k=10)]
+    assert [[score for _, score in hits] for hits in fast_hits] == [[score for _, score in hits] for hits in slow_hits]

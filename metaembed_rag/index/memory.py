@@ -38,7 +38,7 @@ import torch
 
 from ..budget import Budget
 from ..errors import InvalidInputError
-from ..exact_topk import exact_topk, max_vector_norm, use_low_precision
+from ..exact_topk import INT8_BLOCK_DOCUMENTS, exact_topk, int8_path, max_vector_norm, pack_int8, use_low_precision
 from ..scoring import maxsim_vector_major, topk
 from .base import (
     MetadataFilter,
@@ -80,6 +80,16 @@ class _Snapshot:
         return self.values.shape[1]
 
 
+@dataclass
+class _Int8Pack:
+    """FBGEMM blocks of one int8 buffer at one ``r_c``: rows ``[0, count)`` packed, and how often searched."""
+
+    buffer: weakref.ref
+    count: int
+    blocks: list[tuple[int, int, object]]
+    searches: int = 0
+
+
 class MultiVectorIndex(MultiVectorStore):
     """An in-process multi-vector index with exact budgeted MaxSim search, cascade search and persistence.
 
@@ -116,7 +126,9 @@ class MultiVectorIndex(MultiVectorStore):
         self._device = torch.device(device)
         self.model_identity: dict[str, Any] | None = dict(model_identity) if model_identity else None
         self._lock = threading.RLock()
-        self._norm_cache: tuple[weakref.ref, int, float] | None = None  # (buffer, rows measured, max norm)
+        self._norm_cache: dict[int, tuple[weakref.ref, int, float]] = {}  # ord -> (buffer, rows measured, max)
+        self._int8_packs: dict[int, _Int8Pack] = {}  # r_c -> FBGEMM blocks of the int8 buffer (see exact_topk)
+        self._pack_lock = threading.Lock()
         self._rows: dict[str, int] = {}
         self._snapshot = self._empty_snapshot(0)
 
@@ -382,10 +394,12 @@ class MultiVectorIndex(MultiVectorStore):
     def _top_low_precision(
         self, snap: _Snapshot, queries: torch.Tensor, budget: Budget, rows: torch.Tensor | None, k: int, normalize: bool
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Exact top-``k`` through a bfloat16 selection pass and a float32 re-score (see :mod:`exact_topk`).
+        """Exact top-``k`` through a low-precision selection pass and a float32 re-score (see :mod:`exact_topk`).
 
         ``None`` where that path does not apply (see :func:`~metaembed_rag.exact_topk.use_low_precision`);
-        the caller then scores in float32.
+        the caller then scores in float32. int8 storage on CPUs without native bfloat16 goes through integer
+        GEMM over prepacked blocks, which are built at the second search of the same stored rows at this
+        ``r_c`` (a one-off search, e.g. one CLI call, does not pay for packing) and extended as rows are added.
         """
         eligible = snap.count if rows is None else rows.numel()
         if rows is not None and eligible >= GATHER_FRACTION * snap.count:
@@ -394,28 +408,64 @@ class MultiVectorIndex(MultiVectorStore):
             return None
         values = snap.values[: budget.r_c, : snap.count]
         scales = snap.scales[: budget.r_c, : snap.count] if snap.scales is not None else None
+        extra: dict[str, Any] = {}
+        if int8_path(snap.values):
+            if rows is not None:
+                return None  # gathered rows have no packed blocks; float32 scores them
+            packed = self._packed_int8(snap, budget.r_c)
+            if packed is None:
+                return None
+            extra = {"packed": packed, "max_l1": self._max_norm(snap, ord=1)}
         if rows is not None:
             values = values.index_select(1, rows)
             scales = scales.index_select(1, rows) if scales is not None else None
         top, picked, _ = exact_topk(
-            queries, values, budget, k, scales=scales, normalize=normalize, max_norm=self._max_norm(snap)
+            queries, values, budget, k, scales=scales, normalize=normalize, max_norm=self._max_norm(snap), **extra
         )
         return top, (picked if rows is None else rows[picked])
 
-    def _max_norm(self, snap: _Snapshot) -> float:
-        """The largest stored vector norm of ``snap`` (all ``R_c`` vectors), kept up to date incrementally.
+    def _packed_int8(self, snap: _Snapshot, r_c: int) -> list[tuple[int, int, object]] | None:
+        """FBGEMM blocks of ``snap``'s rows at ``r_c`` (``None`` at the first search of these rows)."""
+        with self._pack_lock:
+            return self._packed_int8_locked(snap, r_c)
+
+    def _packed_int8_locked(self, snap: _Snapshot, r_c: int) -> list[tuple[int, int, object]] | None:
+        pack = self._int8_packs.get(r_c)
+        if pack is None or pack.buffer() is not snap.values or pack.count > snap.count:
+            self._int8_packs[r_c] = _Int8Pack(weakref.ref(snap.values), snap.count, [], searches=1)
+            return None
+        if pack.count < snap.count or not pack.blocks:
+            if not pack.blocks and pack.searches < 2:
+                pack.searches += 1
+                if pack.searches < 2:
+                    return None
+            # rows [0, count) of a buffer never change: keep full blocks, re-pack the last partial one
+            keep = [b for b in pack.blocks if b[1] - b[0] == INT8_BLOCK_DOCUMENTS]
+            start = keep[-1][1] if keep else 0
+            fresh = pack_int8(
+                snap.values[:r_c, start : snap.count], snap.scales[:r_c, start : snap.count], r_c, INT8_BLOCK_DOCUMENTS
+            )
+            pack.blocks = keep + [(a + start, b + start, w) for a, b, w in fresh]
+            pack.count = snap.count
+        if pack.count != snap.count:
+            return None  # an older snapshot than the packed rows (a concurrent add): float32 this time
+        return list(pack.blocks)
+
+    def _max_norm(self, snap: _Snapshot, ord: int = 2) -> float:
+        """The largest stored vector norm (L2, or L1 with ``ord=1``) of ``snap`` (all ``R_c`` vectors), kept up
+        to date incrementally.
 
         Rows ``[0, count)`` of a buffer never change once published (appends write past ``count``; compaction,
         growth and moves make a new buffer), so a buffer's bound only needs the rows added since it was measured.
         """
-        cached = self._norm_cache
+        cached = self._norm_cache.get(ord)
         if cached is not None and cached[0]() is snap.values and cached[1] <= snap.count:
             start, bound = cached[1], cached[2]
         else:
             start, bound = 0, 0.0
         if start < snap.count:
-            bound = max(bound, max_vector_norm(snap.values, snap.scales, start, snap.count))
-        self._norm_cache = (weakref.ref(snap.values), snap.count, bound)
+            bound = max(bound, max_vector_norm(snap.values, snap.scales, start, snap.count, ord=ord))
+        self._norm_cache[ord] = (weakref.ref(snap.values), snap.count, bound)
         return bound
 
     def _search(
