@@ -184,6 +184,10 @@ INT8_BLOCK_DOCUMENTS = 2048
 """Documents per packed int8 block (its products, ``[n_q·r_q, r_c·2048]`` floats, stay in a few MB)."""
 
 
+INT8_MAX_QUERY_ROWS = 16
+"""Query vectors per search (``n_q · r_q``) up to which the int8 path is faster than float32: above it a float32
+GEMM is as fast as two integer passes on AVX2 and the union of candidates grows (measured, ``scoring.md``)."""
+
 INT8_PASSES = 2
 """Integer GEMM passes: the queries, then their residual (~127x finer; its rounding bounds the error)."""
 

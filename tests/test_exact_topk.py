@@ -143,21 +143,25 @@ def test_int8_integer_gemm_bound_holds_and_the_top_k_is_exact(scale, monkeypatch
 def test_int8_index_packs_at_the_second_search_and_follows_appends(monkeypatch):
     monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
     docs = near_ties(1200)
-    queries = docs[::150, :16].float()
+    probes = [docs[i : i + 1, :16].float() for i in (0, 300, 900)]
+
+    def run(probe):
+        return [(h.id, round(h.score, 4)) for h in index.search(probe, budget=(8, 16), k=10)[0]]
+
     index = MultiVectorIndex(32, 16, dtype="int8")
     index.add([f"d{i}" for i in range(1200)], docs)
     monkeypatch.setenv(fast.MODE_ENV, "off")
-    slow = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
+    slow = [run(p) for p in probes]
     monkeypatch.setenv(fast.MODE_ENV, "auto")
     assert fast.use_low_precision(index._snapshot.values, 1200, 10)
-    first = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
+    first = run(probes[0])
     assert not index._int8_packs[16].blocks  # a one-off search does not pack
-    second = [[h.id for h in hits] for hits in index.search(queries, budget=(8, 16), k=10)]
-    assert index._int8_packs[16].blocks and first == second == slow
-    index.add(["new"], unit(1, 16, 32, seed=21))  # appended: the last block is packed again, the rest kept
-    probe = torch.cat([queries, unit(1, 16, 32, seed=21)])
-    fast_hits = [[(h.id, round(h.score, 4)) for h in hits] for hits in index.search(probe, budget=(8, 16), k=10)]
-    assert index._int8_packs[16].count == 1201 and fast_hits[-1][0][0] == "new"
+    assert [run(p) for p in probes] == slow and index._int8_packs[16].blocks
+    batch = index.search(torch.cat(probes), budget=(8, 16), k=10)  # 24 query vectors: float32 instead
+    assert [[(h.id, round(h.score, 4)) for h in hits] for hits in batch] == slow and first == slow[0]
+    extra = unit(1, 16, 32, seed=21)
+    index.add(["new"], extra)  # appended: the last block is packed again, the rest kept
+    got = run(extra[:, :16])
+    assert index._int8_packs[16].count == 1201 and got[0][0] == "new"
     monkeypatch.setenv(fast.MODE_ENV, "off")
-    slow_hits = [[(h.id, round(h.score, 4)) for h in hits] for hits in index.search(probe, budget=(8, 16), k=10)]
-    assert [[score for _, score in hits] for hits in fast_hits] == [[score for _, score in hits] for hits in slow_hits]
+    assert [score for _, score in run(extra[:, :16])] == [score for _, score in got]

@@ -38,7 +38,15 @@ import torch
 
 from ..budget import Budget
 from ..errors import InvalidInputError
-from ..exact_topk import INT8_BLOCK_DOCUMENTS, exact_topk, int8_path, max_vector_norm, pack_int8, use_low_precision
+from ..exact_topk import (
+    INT8_BLOCK_DOCUMENTS,
+    INT8_MAX_QUERY_ROWS,
+    exact_topk,
+    int8_path,
+    max_vector_norm,
+    pack_int8,
+    use_low_precision,
+)
 from ..scoring import maxsim_vector_major, topk
 from .base import (
     MetadataFilter,
@@ -410,8 +418,8 @@ class MultiVectorIndex(MultiVectorStore):
         scales = snap.scales[: budget.r_c, : snap.count] if snap.scales is not None else None
         extra: dict[str, Any] = {}
         if int8_path(snap.values):
-            if rows is not None:
-                return None  # gathered rows have no packed blocks; float32 scores them
+            if rows is not None or queries.shape[0] * budget.r_q > INT8_MAX_QUERY_ROWS:
+                return None  # gathered rows have no packed blocks; large batches are as fast in float32
             packed = self._packed_int8(snap, budget.r_c)
             if packed is None:
                 return None
