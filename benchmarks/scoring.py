@@ -560,15 +560,17 @@ def floors_now(device: torch.device) -> dict[str, float]:
     return out
 
 
-def kernel_precision(index: MultiVectorIndex, k: int) -> str:
+def kernel_precision(index: MultiVectorIndex, k: int, query_rows: int = 1) -> str:
     """The precision of the products our search runs for this index: float32 unless a low-precision selection
     pass applies (int8 integer GEMM for int8 storage without native bf16, else bfloat16)."""
-    from metaembed_rag.exact_topk import int8_path, use_low_precision
+    from metaembed_rag.exact_topk import INT8_MAX_QUERY_ROWS, int8_path, use_low_precision
 
     values = index._snapshot.values
     if not use_low_precision(values, len(index), k):
         return "float32"
-    return "int8" if int8_path(values) else "bfloat16"
+    if int8_path(values):
+        return "int8" if query_rows <= INT8_MAX_QUERY_ROWS else "float32"
+    return "bfloat16"
 
 
 def float64_top10(index: MultiVectorIndex, queries: torch.Tensor, budget: tuple[int, int]) -> list[list[str]]:
@@ -634,7 +636,7 @@ def roofline_cases(args, device: torch.device, peers: dict[str, Any], on_progres
                     if estimate > args.max_case_s:
                         rows.append({**base, "skipped": f"estimated {estimate:.0f} s > --max-case-s"})
                         continue
-                    precision = kernel_precision(index, 10)
+                    precision = kernel_precision(index, 10, n_q * r_q)
                     reps = 2 if estimate > 2 else 3
                     # two warm-up searches: the int8 path packs its blocks at the second search of an index
                     seconds = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10), reps, warmup=2)
