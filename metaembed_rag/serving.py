@@ -192,14 +192,21 @@ class SearchService:
         shown = ", ".join(sources[:8]) + (f" and {len(sources) - 8} more" if len(sources) > 8 else "")
         model = self.engine.model.identity.get("name", "a MetaEmbed model")
         return (
-            f"Search {len(index)} pages from {len(sources)} file(s) ({shown}) indexed with {model}. "
+            f"Search {self.page_count()} pages from {len(sources)} file(s) ({shown}) indexed with {model}. "
             "Returns the best pages (file, page, score, text) for a question or keywords."
         )
+
+    def page_count(self) -> int:
+        """Pages and texts the index holds (a page stored as several windows counts once)."""
+        from .windows import stored_page_ids
+
+        return len(stored_page_ids(self.engine.index))
 
     def info(self) -> dict[str, Any]:
         index = self.engine.index
         return {
-            "pages": len(index),
+            "pages": self.page_count(),
+            "windows": len(index),
             "files": sorted({str(s) for s in _sources(index) if s}),
             "model": self.engine.model.identity.get("name"),
             "stored_vectors": index.stored_vectors,

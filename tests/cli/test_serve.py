@@ -146,3 +146,15 @@ def test_mcp_server_over_streamable_http_with_the_official_client(cli_index):
     assert [t.name for t in tools] == ["search"]
     assert not found.is_error
     assert json.loads(found.content[0].text)["results"][0]["page"] == 2
+
+
+def test_info_and_tool_description_count_pages_not_windows(tiny_text_checkpoint):
+    from metaembed_rag.lazy_searcher import LazySearcher
+
+    engine = LazySearcher(model=tiny_text_checkpoint)
+    long_page = " ".join(f"word{i}" for i in range(600))  # several windows of the tiny model
+    engine.add_texts([long_page, "a short page"], metadatas=[{"source": "long.txt"}, {"source": "short.txt"}])
+    service = SearchService(engine)
+    info = service.info()
+    assert info["pages"] == 2 and info["windows"] > 2
+    assert service.describe().startswith("Search 2 pages from 2 file(s)")
