@@ -1,12 +1,19 @@
 """``MetaEmbedVectorStore``: a LangChain ``VectorStore`` over any store of the package, scored by budgeted MaxSim.
 
 Example:
-    >>> store = MetaEmbedVectorStore(model=model)                                       # doctest: +SKIP
-    >>> store.add_texts(["Paris is in France."], metadatas=[{"topic": "geo"}], ids=["p"])  # doctest: +SKIP
-    >>> store.similarity_search_with_score("capital of France?", k=1, budget=(16, 64))   # doctest: +SKIP
-    >>> retriever = store.as_retriever(search_kwargs={"k": 3, "budget": (4, 8), "hybrid": True})  # doctest: +SKIP
-    >>> store.similarity_search("", image="chart.png")              # a vision model   # doctest: +SKIP
-    >>> store.similarity_search_by_vector(model.encode_query(["q"])[0], k=3)            # doctest: +SKIP
+    >>> store = MetaEmbedVectorStore()                      # the starter model, loaded on first use
+    >>> store.add_texts(["Paris is in France.", "Bees dance."], metadatas=[{"topic": "geo"}, {}], ids=["p", "b"])
+    ['p', 'b']
+    >>> [(doc.id, doc.metadata["topic"]) for doc, score in store.similarity_search_with_score(
+    ...     "capital of France?", k=1, budget=(16, 64))]
+    [('p', 'geo')]
+    >>> retriever = store.as_retriever(search_kwargs={"k": 1, "budget": (4, 8), "hybrid": True})
+    >>> [doc.id for doc in retriever.invoke("Where do bees dance?")]
+    ['b']
+    >>> query = store.engine.model.encode_query(["capital of France?"])[0]     # [16, 384]: a multi-vector query
+    >>> [doc.id for doc in store.similarity_search_by_vector(query, k=1)]
+    ['p']
+    >>> store.similarity_search("", image="chart.png")      # a vision model only  # doctest: +SKIP
 """
 
 from __future__ import annotations

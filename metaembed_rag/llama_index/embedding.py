@@ -20,7 +20,7 @@ class MetaEmbedEmbedding(MultiModalEmbedding):
 
     Example:
         >>> embed = MetaEmbedEmbedding()                        # the starter model, loaded on first use
-        >>> len(embed.get_query_embedding("hello"))             # doctest: +SKIP
+        >>> len(embed.get_query_embedding("hello"))
         384
     """
 
