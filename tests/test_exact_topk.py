@@ -165,3 +165,18 @@ def test_int8_index_packs_at_the_second_search_and_follows_appends(monkeypatch):
     assert index._int8_packs[16].count == 1201 and got[0][0] == "new"
     monkeypatch.setenv(fast.MODE_ENV, "off")
     assert [score for _, score in run(extra[:, :16])] == [score for _, score in got]
+
+
+@needs_int8_gemm
+def test_a_memory_mapped_int8_index_is_never_packed(tmp_path, monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
+    docs = near_ties(1200)
+    index = MultiVectorIndex(32, 16, dtype="int8")
+    index.add([f"d{i}" for i in range(1200)], docs)
+    index.save(tmp_path / "idx")
+    mapped = MultiVectorIndex.load(tmp_path / "idx", mmap=True)
+    probe = docs[:1, :16].float()
+    for _ in range(3):
+        hits = mapped.search(probe, budget=(8, 16), k=5)[0]
+    assert not mapped._int8_packs or not any(p.blocks for p in mapped._int8_packs.values())
+    assert [h.id for h in hits] == [h.id for h in index.search(probe, budget=(8, 16), k=5)[0]]

@@ -137,6 +137,7 @@ class MultiVectorIndex(MultiVectorStore):
         self._norm_cache: dict[int, tuple[weakref.ref, int, float]] = {}  # ord -> (buffer, rows measured, max)
         self._int8_packs: dict[int, _Int8Pack] = {}  # r_c -> FBGEMM blocks of the int8 buffer (see exact_topk)
         self._pack_lock = threading.Lock()
+        self._mapped: weakref.ref | None = None  # the memory-mapped buffer of an index opened with mmap=True
         self._rows: dict[str, int] = {}
         self._snapshot = self._empty_snapshot(0)
 
@@ -407,7 +408,9 @@ class MultiVectorIndex(MultiVectorStore):
         ``None`` where that path does not apply (see :func:`~metaembed_rag.exact_topk.use_low_precision`);
         the caller then scores in float32. int8 storage on CPUs without native bfloat16 goes through integer
         GEMM over prepacked blocks, which are built at the second search of the same stored rows at this
-        ``r_c`` (a one-off search, e.g. one CLI call, does not pay for packing) and extended as rows are added.
+        ``r_c`` (a one-off search, e.g. one CLI call, does not pay for packing) and extended as rows are added;
+        they take about the memory of the int8 vectors they pack, per ``r_c`` searched, so a memory-mapped index
+        is not packed (its resident memory stays bounded).
         """
         eligible = snap.count if rows is None else rows.numel()
         if rows is not None and eligible >= GATHER_FRACTION * snap.count:
@@ -420,6 +423,8 @@ class MultiVectorIndex(MultiVectorStore):
         if int8_path(snap.values):
             if rows is not None or queries.shape[0] * budget.r_q > INT8_MAX_QUERY_ROWS:
                 return None  # gathered rows have no packed blocks; large batches are as fast in float32
+            if self._mapped is not None and self._mapped() is snap.values:
+                return None  # packing would copy a memory-mapped index into memory: stream it in float32
             packed = self._packed_int8(snap, budget.r_c)
             if packed is None:
                 return None
@@ -588,4 +593,6 @@ class MultiVectorIndex(MultiVectorStore):
         count = len(data.ids)
         index._rows = {doc_id: row for row, doc_id in enumerate(data.ids)}
         index._snapshot = _Snapshot(values, scales, count, data.ids, data.metadatas, None, count)
+        if mmap and device.type == "cpu":
+            index._mapped = weakref.ref(values)
         return index
