@@ -258,8 +258,9 @@ def _index_one(
     try:
         with document:
             # Pages already stored are neither read nor recognised again (OCR of a scan costs seconds).
-            todo = [n for n in range(1, document.page_count + 1) if page_id(key, n) not in resume]
-            done = [page_id(key, n) for n in range(1, document.page_count + 1) if page_id(key, n) in resume]
+            ids = {n: page_id(key, n) for n in range(1, document.page_count + 1)}
+            todo = [n for n, doc_id in ids.items() if doc_id not in resume]
+            done = [doc_id for doc_id in ids.values() if doc_id in resume]
             new_ids.extend(done)
             bar.update(len(done))
             pages = document.pages(

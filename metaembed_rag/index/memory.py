@@ -90,12 +90,11 @@ class _Snapshot:
 
 @dataclass
 class _Int8Pack:
-    """FBGEMM blocks of one int8 buffer at one ``r_c``: rows ``[0, count)`` packed, and how often searched."""
+    """FBGEMM blocks of one int8 buffer at one ``r_c``: rows ``[0, count)`` packed (no blocks yet: searched once)."""
 
     buffer: weakref.ref
     count: int
     blocks: list[tuple[int, int, object]]
-    searches: int = 0
 
 
 class MultiVectorIndex(MultiVectorStore):
@@ -445,13 +444,10 @@ class MultiVectorIndex(MultiVectorStore):
     def _packed_int8_locked(self, snap: _Snapshot, r_c: int) -> list[tuple[int, int, object]] | None:
         pack = self._int8_packs.get(r_c)
         if pack is None or pack.buffer() is not snap.values or pack.count > snap.count:
-            self._int8_packs[r_c] = _Int8Pack(weakref.ref(snap.values), snap.count, [], searches=1)
+            # first search of these rows (or an older snapshot after a concurrent add): note it, float32 this time
+            self._int8_packs[r_c] = _Int8Pack(weakref.ref(snap.values), snap.count, [])
             return None
         if pack.count < snap.count or not pack.blocks:
-            if not pack.blocks and pack.searches < 2:
-                pack.searches += 1
-                if pack.searches < 2:
-                    return None
             # rows [0, count) of a buffer never change: keep full blocks, re-pack the last partial one
             keep = [b for b in pack.blocks if b[1] - b[0] == INT8_BLOCK_DOCUMENTS]
             start = keep[-1][1] if keep else 0
@@ -460,8 +456,6 @@ class MultiVectorIndex(MultiVectorStore):
             )
             pack.blocks = keep + [(a + start, b + start, w) for a, b, w in fresh]
             pack.count = snap.count
-        if pack.count != snap.count:
-            return None  # an older snapshot than the packed rows (a concurrent add): float32 this time
         return list(pack.blocks)
 
     def _max_norm(self, snap: _Snapshot, ord: int = 2) -> float:
