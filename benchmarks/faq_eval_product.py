@@ -53,6 +53,7 @@ from metaembed_rag.windows import window_count, window_ids  # noqa: E402
 logger = logging.getLogger("faq_eval_product")
 DEFAULT_FOLDER = HERE.parent.parent / "shared" / "bench" / "faq-dev"
 LATENCY_QUERIES = 40
+PAIRED_SYSTEM = "dense, windows (best window)"
 
 
 def ndcg10(ranked: list[int], relevant: set[int]) -> float:
@@ -60,13 +61,36 @@ def ndcg10(ranked: list[int], relevant: set[int]) -> float:
     return dcg / sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
 
 
-def evaluate(rankings: dict[str, list[int]], queries: list[dict]) -> dict[str, float]:
+def evaluate(rankings: dict[str, list[int]], queries: list[dict], per_query: bool = False) -> dict:
+    """NDCG@10 and R@10 in %; with ``per_query`` also each query's NDCG@10 (in ``queries`` order), for paired
+    comparisons between runs."""
     n, r = [], []
     for q in queries:
         ranked, rel = rankings[q["id"]], set(q["pages"])
         n.append(ndcg10(ranked, rel))
         r.append(float(bool(set(ranked[:10]) & rel)))
-    return {"ndcg10": round(100 * float(np.mean(n)), 1), "r10": round(100 * float(np.mean(r)), 1)}
+    out: dict = {"ndcg10": round(100 * float(np.mean(n)), 1), "r10": round(100 * float(np.mean(r)), 1)}
+    if per_query:
+        out["per_query_ndcg10"] = [round(x, 4) for x in n]
+    return out
+
+
+def paired_difference(result: dict, previous: dict, system: str) -> dict[str, dict[str, float]]:
+    """Per budget: mean NDCG@10 difference (this run minus ``previous``, points) over the same queries, its
+    standard error, and how many queries got better / worse."""
+    if previous.get("query_ids") != result["query_ids"]:
+        raise SystemExit("--against: the other run has other queries (or none stored per query)")
+    out = {}
+    for key, row in result["systems"][system].items():
+        before = np.array(previous["systems"][system][key]["per_query_ndcg10"])
+        d = 100 * (np.array(row["per_query_ndcg10"]) - before)
+        out[key] = {
+            "mean": round(float(d.mean()), 2),
+            "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 2),
+            "better": int((d > 0).sum()),
+            "worse": int((d < 0).sum()),
+        }
+    return out
 
 
 def cache_queries(searcher: MetaEmbedSearcher, cache: dict[str, torch.Tensor]) -> None:
@@ -158,6 +182,18 @@ def main() -> int:
     parser.add_argument("--label", default=None, help="name of the checkpoint in the report")
     parser.add_argument("--no-baselines", action="store_true", help="skip the MiniLM baselines")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--against",
+        default=None,
+        help="the JSON of an earlier run on the same folder: adds the paired per-query difference of the dense "
+        "windows system (mean, standard error, queries better / worse)",
+    )
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="only the windowed systems (dense best window, hybrid): no truncated index, union MaxSim, baselines "
+        "or cost section; for comparing checkpoints quickly",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -185,8 +221,10 @@ def main() -> int:
         metas = collection.index.lookup_metadata(page_ids)
         pages = sorted((int(m["page"]), pid) for pid, m in metas.items())
         texts = [metas[pid]["text"] for _, pid in pages]
-        truncated = MetaEmbedSearcher(model, windows=False, batch_size=args.batch_size)
-        truncated.add_documents(texts, ids=[pid for _, pid in pages], metadatas=[{"page": p} for p, _ in pages])
+        truncated = None
+        if not args.screen:
+            truncated = MetaEmbedSearcher(model, windows=False, batch_size=args.batch_size)
+            truncated.add_documents(texts, ids=[pid for _, pid in pages], metadatas=[{"page": p} for p, _ in pages])
         t2 = time.perf_counter()
         timings["index_windows_s"] = timings.get("index_windows_s", 0.0) + (t1 - t0)
         timings["index_truncated_s"] = timings.get("index_truncated_s", 0.0) + (t2 - t1)
@@ -206,8 +244,10 @@ def main() -> int:
     cache: dict[str, torch.Tensor] = {}
     for doc in docs.values():
         cache_queries(doc["collection"].searcher, cache)
-        cache_queries(doc["truncated"], cache)
+        if doc["truncated"] is not None:
+            cache_queries(doc["truncated"], cache)
 
+    pages = sum(len(doc["page_ids"]) for doc in docs.values())
     # ---- dense (truncated, windows), union MaxSim, hybrid at every budget
     systems: dict[str, dict[str, dict[str, float]]] = {}
 
@@ -215,7 +255,7 @@ def main() -> int:
         rankings: dict[str, list[int]] = {}
         for doc in docs.values():
             rankings.update(rank_fn(doc))
-        systems.setdefault(system, {})[f"{budget[0]},{budget[1]}"] = evaluate(rankings, queries)
+        systems.setdefault(system, {})[f"{budget[0]},{budget[1]}"] = evaluate(rankings, queries, per_query=True)
 
     def searched(which: str, budget, **options):
         def rank(doc):
@@ -231,7 +271,8 @@ def main() -> int:
         return rank
 
     for budget in groups:
-        run("dense, truncated", budget, searched("truncated", budget))
+        if not args.screen:
+            run("dense, truncated", budget, searched("truncated", budget))
         run("dense, windows (best window)", budget, searched("windows", budget))
         run("hybrid RRF(BM25, dense windows)", budget, searched("windows", budget, hybrid=True))
         run(
@@ -239,7 +280,10 @@ def main() -> int:
             budget,
             searched("windows", budget, hybrid=HybridOptions(method="weighted")),
         )
-        run("hybrid RRF(BM25, dense truncated)", budget, searched("truncated", budget, hybrid=True))
+        if not args.screen:
+            run("hybrid RRF(BM25, dense truncated)", budget, searched("truncated", budget, hybrid=True))
+    if args.screen:
+        return finish(args, folder, model, label, queries, pages, systems, {}, None, timings, started, groups)
 
     for doc in docs.values():  # union MaxSim over each page's windows
         index = doc["collection"].index
@@ -327,14 +371,19 @@ def main() -> int:
     t0 = time.perf_counter()
     model.encode_query(sample)
     cost["query_encoding_ms"] = round(1000 * (time.perf_counter() - t0) / len(sample), 2)
+    return finish(args, folder, model, label, queries, pages, systems, baselines, cost, timings, started, groups)
 
+
+def finish(args, folder, model, label, queries, pages, systems, baselines, cost, timings, started, groups) -> int:
+    """Write ``OUT.json`` and ``OUT.md`` and print the markdown."""
     result = {
         "folder": str(folder),
         "model": str(args.model),
         "label": label,
         "fingerprint": model.fingerprint,
         "queries": len(queries),
-        "pages": n_pages,
+        "query_ids": [q["id"] for q in queries],
+        "pages": pages,
         "systems": systems,
         "baselines": baselines,
         "cost": cost,
@@ -347,6 +396,14 @@ def main() -> int:
         "notes": "query latency: one query at a time, query encodings cached (index search, page grouping, "
         "and for hybrid BM25 + fusion); index MiB: float32 vectors read at the budget's r_c.",
     }
+    if args.against:
+        previous = json.loads(Path(args.against).read_text())
+        result["paired"] = {
+            "against": previous.get("label"),
+            "against_fingerprint": previous.get("fingerprint"),
+            "system": PAIRED_SYSTEM,
+            "by_budget": paired_difference(result, previous, PAIRED_SYSTEM),
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -372,10 +429,30 @@ def markdown(result: dict, groups: list[tuple[int, int]]) -> str:
     for name, by_budget in result["systems"].items():
         cells = [f"{by_budget[k]['ndcg10']:.1f} / {by_budget[k]['r10']:.1f}" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| baseline | NDCG@10 | R@10 |", "|---|---:|---:|"]
+    if "paired" in result:
+        paired = result["paired"]
+        lines += [
+            "",
+            f"Paired difference of *{paired['system']}* against {paired['against']} "
+            f"(fingerprint {paired['against_fingerprint']}), same queries: mean NDCG@10 points ± standard error "
+            "(queries better / worse):",
+            "",
+            "| " + " | ".join(f"({k})" for k in keys) + " |",
+            "|" + "---:|" * len(keys),
+            "| "
+            + " | ".join(
+                f"{p['mean']:+.2f} ± {p['se']:.2f} ({p['better']} / {p['worse']})"
+                for p in (paired["by_budget"][k] for k in keys)
+            )
+            + " |",
+        ]
+    if result["baselines"]:
+        lines += ["", "| baseline | NDCG@10 | R@10 |", "|---|---:|---:|"]
     for name, row in result["baselines"].items():
         lines.append(f"| {name} | {row['ndcg10']:.1f} | {row['r10']:.1f} |")
     cost = result["cost"]
+    if cost is None:
+        return "\n".join([*lines, "", "Screening run (`--screen`): windowed systems only.", ""])
     wpp = cost["windows_per_page"]
     lines += [
         "",

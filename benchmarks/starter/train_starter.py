@@ -7,9 +7,14 @@ the meta tokens), distillation from the base MiniLM (align + KL) next to the MMR
 128 text tokens incl. [CLS]/[SEP] (one window of a ``max_length`` 208 model). The no-MMR twin trains only
 the (16,64) group.
 
-Usage (in the background, niced, periodic checkpoints, log in OUT/training_log.jsonl):
-    nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/mmr --minutes 78 &
-    nohup nice -n 15 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/nommr --no-mmr &
+The defaults are the recipe of the shipped starter v2 (run "mmr3" in ``benchmarks/results/starter_v2.md``):
+400 steps of 16 pairs, lr 3e-4 (LoRA) / 2e-3 (meta tokens), 20 warm-up steps, align 4 + KL 2, 1 thread.
+
+Usage (in the background, niced, periodic checkpoints, log in OUT/training_log.jsonl; ``--resume`` continues
+exactly from a checkpoint of the same recipe):
+    nohup nice -n 10 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/mmr3 &
+    nohup nice -n 10 python benchmarks/starter/train_starter.py --out /work/data-starter/runs/nommr3 --no-mmr &
+    python benchmarks/starter/export_starter.py OUT runs/mmr3/checkpoints/step-0000400   # a clean, shippable copy
 """
 
 from __future__ import annotations
@@ -36,13 +41,13 @@ def recipe(
     minutes: float | None,
     max_steps: int,
     threads: int,
-    learning_rate: float = 1e-3,
-    meta_learning_rate: float = 5e-3,
-    align_weight: float = 1.0,
-    kl_weight: float = 1.0,
-    batch_size: int = 8,
-    warmup_steps: int = 10,
-    save_every: int = 10,
+    learning_rate: float = 3e-4,
+    meta_learning_rate: float = 2e-3,
+    align_weight: float = 4.0,
+    kl_weight: float = 2.0,
+    batch_size: int = 16,
+    warmup_steps: int = 20,
+    save_every: int = 25,
 ) -> TrainingConfig:
     """Starter v2: full windows (128 text tokens incl. specials = max_length 208 - 80 meta), distillation from
     the base MiniLM (align + KL), text states without gradient below the LoRA layers, pooled meta init."""
@@ -85,17 +90,17 @@ def main() -> None:
     parser.add_argument("--train-file", default="/work/data-starter/train_main.jsonl")
     parser.add_argument("--out", required=True)
     parser.add_argument("--minutes", type=float, default=None)
-    parser.add_argument("--max-steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-mmr", action="store_true")
     parser.add_argument("--resume", default=None)
-    parser.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
-    parser.add_argument("--meta-lr", type=float, default=5e-3, help="meta-token learning rate")
-    parser.add_argument("--align-weight", type=float, default=1.0)
-    parser.add_argument("--kl-weight", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--warmup-steps", type=int, default=10)
-    parser.add_argument("--save-every", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=3e-4, help="LoRA learning rate")
+    parser.add_argument("--meta-lr", type=float, default=2e-3, help="meta-token learning rate")
+    parser.add_argument("--align-weight", type=float, default=4.0)
+    parser.add_argument("--kl-weight", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--save-every", type=int, default=25)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(0)
