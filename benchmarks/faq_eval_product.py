@@ -227,7 +227,8 @@ def main() -> int:
             truncated.add_documents(texts, ids=[pid for _, pid in pages], metadatas=[{"page": p} for p, _ in pages])
         t2 = time.perf_counter()
         timings["index_windows_s"] = timings.get("index_windows_s", 0.0) + (t1 - t0)
-        timings["index_truncated_s"] = timings.get("index_truncated_s", 0.0) + (t2 - t1)
+        if truncated is not None:
+            timings["index_truncated_s"] = timings.get("index_truncated_s", 0.0) + (t2 - t1)
         docs[name] = {
             "collection": collection,
             "truncated": truncated,
