@@ -46,6 +46,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from metaembed_rag.compiled_maxsim import KERNEL_ENV  # noqa: E402
 from metaembed_rag.index import MultiVectorIndex, StorageFormat  # noqa: E402
 
 logger = logging.getLogger("benchmarks.scoring")
@@ -560,16 +561,47 @@ def floors_now(device: torch.device) -> dict[str, float]:
     return out
 
 
-def kernel_precision(index: MultiVectorIndex, k: int, query_rows: int = 1) -> str:
+@contextlib.contextmanager
+def environment(name: str, value: str):
+    """Set an environment variable for the block, then restore it."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def kernel_name(index: MultiVectorIndex, k: int, n_q: int, budget: tuple[int, int]) -> str:
+    """Which kernel our search runs for this index, queries and budget (see ``maxsim_vector_major``)."""
+    from metaembed_rag import compiled_maxsim
+
+    r_q, r_c = budget
+    query_rows = n_q * r_q
+    precision = kernel_precision(index, k, n_q, r_q)
+    if precision == "int8":
+        return "FBGEMM int8 selection + re-score"
+    if precision == "bfloat16":
+        return "bf16 selection + re-score"
+    snap = index._snapshot
+    if compiled_maxsim.preferred(snap.values[:r_c, : snap.count], query_rows):
+        return "compiled"
+    return "torch batched GEMM"
+
+
+def kernel_precision(index: MultiVectorIndex, k: int, n_q: int, r_q: int) -> str:
     """The precision of the products our search runs for this index: float32 unless a low-precision selection
     pass applies (int8 integer GEMM for int8 storage without native bf16, else bfloat16)."""
     from metaembed_rag.exact_topk import INT8_MAX_QUERY_ROWS, int8_path, use_low_precision
 
     values = index._snapshot.values
-    if not use_low_precision(values, len(index), k):
+    if not use_low_precision(values, len(index), k, r_q):
         return "float32"
-    if int8_path(values):
-        return "int8" if query_rows <= INT8_MAX_QUERY_ROWS else "float32"
+    if int8_path(values, r_q):
+        return "int8" if n_q * r_q <= INT8_MAX_QUERY_ROWS else "float32"
     return "bfloat16"
 
 
@@ -636,7 +668,8 @@ def roofline_cases(args, device: torch.device, peers: dict[str, Any], on_progres
                     if estimate > args.max_case_s:
                         rows.append({**base, "skipped": f"estimated {estimate:.0f} s > --max-case-s"})
                         continue
-                    precision = kernel_precision(index, 10, n_q * r_q)
+                    precision = kernel_precision(index, 10, n_q, r_q)
+                    kernel = kernel_name(index, 10, n_q, budget)
                     reps = 2 if estimate > 2 else 3
                     # two warm-up searches: the int8 path packs its blocks at the second search of an index
                     seconds = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10), reps, warmup=2)
@@ -646,15 +679,23 @@ def roofline_cases(args, device: torch.device, peers: dict[str, Any], on_progres
                     compute_floor = flops / (peak * 1e9)
                     floor = max(memory_floor, compute_floor)
                     ours = [[h.id for h in hits] for hits in index.search(queries, budget=budget, k=10)]
+                    torch_path = None
+                    if kernel == "compiled":  # the same search without the compiled kernel, at the same moment
+                        with environment(KERNEL_ENV, "torch"):
+                            torch_path = timed(lambda b=budget, q=queries, ix=index: ix.search(q, budget=b, k=10),
+                                               reps, warmup=2)  # fmt: skip
+                        index._int8_packs.clear()  # FBGEMM blocks the int8 torch path packed: memory back
                     row = {
                         **base,
                         "ms": seconds * 1e3,
                         "kernel_precision": precision,
+                        "kernel": kernel,
                         "bytes_read": bytes_read,
                         "gflop": flops / 1e9,
                         "floor_ms": floor * 1e3,
                         "bound_by": "memory" if memory_floor >= compute_floor else "compute",
                         "fraction_of_floor": floor / seconds,
+                        **({"torch_path_ms": torch_path * 1e3} if torch_path is not None else {}),
                         "floors": floors,
                     }
                     if n <= args.reference_max_n:
@@ -724,31 +765,44 @@ def _best(section: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "–"
+
+
 def roofline_markdown(section: dict[str, Any]) -> list[str]:
     lines = [
         "## Roofline: each case against its floor measured in the same run",
         "",
         f"Measured {section['date']} on {section['cpu']} ({section['threads']} threads), load average "
-        f"{section['load_start']} at the start, {section['load_end']} at the end — a machine shared with a "
-        "training job and other sessions, so the floors (read bandwidth and GEMM peaks) are re-measured before "
-        "every index and each case is judged against the floor of that moment. floor = max(bytes read / "
-        "bandwidth, FLOPs / GEMM peak of the precision the kernel multiplies in), FLOPs = 2·n_q·r_q·r_c·d·N; "
-        "fraction = floor / our time (in brackets: against the best floors seen anywhere in the run, "
-        f"{_best(section)}, a conservative figure). Top-10 vs float64: overlap of our top-10 with an exact "
-        "float64 MaxSim over the stored values. Peers run on the same stored vectors (a document-major view), "
-        "all queries at once; 'peer / ours' > 1 means the peer is slower. " + section["cpu_note"],
+        f"{section['load_start']} at the start, {section['load_end']} at the end — a machine shared with "
+        "other sessions (and at times a training job), so the floors (read bandwidth and GEMM peaks) are "
+        "re-measured before every index and each case is judged against the floor of that moment. floor = "
+        "max(bytes read / bandwidth, FLOPs / GEMM peak of the precision the kernel multiplies in), "
+        "FLOPs = 2·n_q·r_q·r_c·d·N; fraction = floor / our time (in brackets: against the best floors seen "
+        f"anywhere in the run, {_best(section)}, a conservative figure). Top-10 vs float64: overlap of our "
+        "top-10 with an exact float64 MaxSim over the stored values. Peers run on the same stored vectors (a "
+        "document-major view), all queries at once; 'peer / ours' > 1 means the peer is slower. " + section["cpu_note"],
         "",
-        "| N | d | dtype | stored | queries | budget | ours ms | floor ms | bound | fraction (vs best floor) "
-        "| top-10 vs f64 "
-        "| peers (ms, peer/ours) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | d | dtype | stored | queries | budget | kernel | ours ms | torch path ms | before ms | floor ms "
+        "| bound | fraction (vs best floor) | top-10 vs f64 | peers (ms, peer/ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    before = section.get("before") or {}
+    if before:
+        lines[2:2] = [
+            f"'before ms': the previous roofline run ({before['date']}, load {before['load_start']} at its start) "
+            "of the same case (other kernels, another load). 'torch path ms': this run, the same search with "
+            "METAEMBED_CPU_KERNEL=torch (the kernels before the compiled one) right after ours, at the same load.",
+            "",
+        ]
     for r in section["rows"]:
         head = (f"| {r['n']:,} | {r['dim']} | {r['dtype']} | {r['stored_vectors']} | {r['queries']} | "
                 f"({r['budget'][0]},{r['budget'][1]}) |")  # fmt: skip
         if "skipped" in r:
-            lines.append(head + f" skipped: {r['skipped']} | | | | | |")
+            lines.append(head + f" skipped: {r['skipped']} | | | | | | | | |")
             continue
+        earlier = before.get("ms", {}).get(_case_key(r))
+        earlier_text = _ms(earlier)
         peers = []
         for name, p in (r.get("peers") or {}).items():
             if "skipped" in p:
@@ -758,7 +812,9 @@ def roofline_markdown(section: dict[str, Any]) -> list[str]:
             peers.append(f"{label}: {p['ms']:.1f}, {ratio:.2f}x")
         agreement = f"{r['top10_vs_float64']:.2f}" if "top10_vs_float64" in r else "–"
         lines.append(
-            head + f" {r['ms']:.1f} | {r['floor_ms']:.1f} | {r['bound_by']} ({r['kernel_precision']}) | "
+            head + f" {r.get('kernel', '–')} | {r['ms']:.1f} | {_ms(r.get('torch_path_ms'))} | {earlier_text} | "
+            f"{r['floor_ms']:.1f} | "
+            f"{r['bound_by']} ({r['kernel_precision']}) | "
             f"{r['fraction_of_floor']:.0%} ({r['fraction_of_best_floor']:.0%}) | {agreement} | "
             f"{'; '.join(peers) or '–'} |"
         )
@@ -773,16 +829,31 @@ def roofline_markdown(section: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_roofline(args, device: torch.device, save=None) -> dict[str, Any]:
+def _case_key(row: dict[str, Any]) -> str:
+    return f"{row['n']}/{row['dim']}/{row['dtype']}/{row['queries']}/{row['budget'][0]},{row['budget'][1]}"
+
+
+def previous_times(section: dict[str, Any] | None) -> dict[str, Any]:
+    """Our times per case from an earlier roofline section (its own 'before' is not carried further)."""
+    if not section or "rows" not in section:
+        return {}
+    times = {_case_key(r): r["ms"] for r in section["rows"] if "ms" in r}
+    return {"date": section.get("date"), "load_start": section.get("load_start"), "ms": times}
+
+
+def run_roofline(args, device: torch.device, save=None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     peers = {} if args.no_peers else load_peers()
     load_start = [round(x, 2) for x in os.getloadavg()]
+    before = previous_times(previous)
 
     def partial(rows: list[dict[str, Any]]) -> None:
         if save is not None:
-            save(describe({**with_best_floors(rows), "load_start": load_start, "partial": True}, args))
+            partial_section = {**with_best_floors(rows), "load_start": load_start, "partial": True, "before": before}
+            save(describe(partial_section, args))
 
     section = roofline_cases(args, device, peers, on_progress=partial)
     section["load_start"] = load_start
+    section["before"] = before
     return describe(section, args)
 
 
@@ -801,11 +872,14 @@ def describe(section: dict[str, Any], args) -> dict[str, Any]:
         "This CPU multiplies bfloat16 natively: bf16/int8 storage takes the bf16 selection pass + exact re-score."
         if native_bf16_cpu()
         else "This CPU has no native bfloat16 products (no AVX512-BF16/AMX): torch emulates them (see the bf16 "
-        "GEMM peak in the JSON, far below float32), so bfloat16 storage is multiplied in float32 (converted per "
-        "cache-sized chunk) and judged against the float32 peak. int8 storage takes the integer-GEMM selection "
-        "pass (FBGEMM, AVX2 u8 x s8 with int32 accumulation; two passes, see exact_topk) + exact re-score, "
-        "judged against the int8 GEMM peak measured through the same FBGEMM call (one pass: our two passes "
-        "cap the fraction at 50%)."
+        "GEMM peak in the JSON, far below float32). Kernel 'compiled' (metaembed_rag.compiled_maxsim; from 2^20 "
+        "stored values, up to 64 query vectors and 512 KiB of query values): float32, bfloat16 and int8 storage "
+        "are read in their own dtype and "
+        "widened to float32 one vector at a time, so they are judged against the float32 GEMM peak and the "
+        "bytes of their own dtype. 'torch batched GEMM' (more query vectors): chunks converted to float32, "
+        "then batched products. 'FBGEMM int8 selection' (int8 at d >= 2048 with r_q >= 4, or without the "
+        "compiled kernel): integer GEMM "
+        "selection (two passes) + exact re-score, judged against the int8 GEMM peak of the same FBGEMM call."
     )
     return section
 
@@ -843,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
             text = markdown(results) if "environment" in results else "\n".join(roofline_markdown(section))
             path.with_suffix(".md").write_text(text + "\n")
 
-        save(run_roofline(args, torch.device(args.device), save))
+        save(run_roofline(args, torch.device(args.device), save, previous=results.get("roofline")))
         return 0
     if args.render:
         results = json.loads(args.render.read_text())

@@ -18,11 +18,14 @@ roundoff of bfloat16 and ``c`` any stored vector: rounding ``q_i`` costs ``≤ u
 (the 0.5u and the factor 2 are margin). ``max‖c‖`` is the largest stored vector norm, measured.
 
 :func:`low_precision_mode` decides where this runs: ``auto`` (native bfloat16 CPUs, bfloat16/int8 storage;
-int8 storage on any x86 CPU, below), or forced ``on`` / ``off`` with the environment variable
-``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are emulated
-and far slower, so ``auto`` keeps the float32 path for bfloat16 storage.
+int8 storage on x86 CPUs without the compiled kernel, below), or forced ``on`` / ``off`` with the environment
+variable ``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are
+emulated and far slower, so ``auto`` keeps the exact float32 path for bfloat16 storage — and, where
+:mod:`~metaembed_rag.compiled_maxsim` is available, for int8 storage too: its kernel reads int8 and multiplies
+in float32 exactly, 1.5–10x faster than the two integer passes below (``benchmarks/results/scoring.md``).
 
-**int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16): the
+**int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16, used
+when the compiled kernel is not: numba missing or ``METAEMBED_CPU_KERNEL=torch``): the
 stored int8 vectors and their per-vector scales are exactly a per-channel quantised weight, so they are
 prepacked once for FBGEMM (PyTorch's x86 quantised engine; AVX2 ``vpmaddubsw``) and each query is multiplied
 as dynamically quantised 7-bit activations (``reduce_range``: no int16 saturation), with int32 accumulation,
@@ -50,6 +53,7 @@ import warnings
 
 import torch
 
+from . import compiled_maxsim
 from .budget import BudgetLike, resolve_budget
 from .errors import InvalidInputError
 from .scoring import maxsim_vector_major
@@ -95,19 +99,33 @@ def int8_gemm_available() -> bool:
     return ("fbgemm" in engines or "x86" in engines) and hasattr(torch.ops.quantized, "linear_dynamic")
 
 
-def int8_path(vectors: torch.Tensor) -> bool:
-    """Whether int8 ``vectors`` are selected by integer GEMM (no native bfloat16 CPU, FBGEMM available)."""
-    return vectors.dtype == torch.int8 and not native_bf16_cpu() and int8_gemm_available()
+INT8_GEMM_MIN_DIM = 2048
+INT8_GEMM_MIN_QUERY_VECTORS = 4
+"""Where integer GEMM beats the compiled float32 kernel on int8 storage: ``d ≥ 2048`` and ``r_q ≥ 4`` (measured,
+one query over 10k and 100k × 3584: 1.15–1.35x faster from (4,8) on, 0.8–0.9x at (1,1) and (2,4); at d = 384
+the compiled kernel is 1.4–3.7x faster at every budget; ``benchmarks/results/scoring_kernel_choice.json``)."""
 
 
-def use_low_precision(vectors: torch.Tensor, documents: int, k: int) -> bool:
-    """Whether an exhaustive top-``k`` over ``documents`` stored as ``vectors`` should take this path."""
+def int8_path(vectors: torch.Tensor, r_q: int | None = None) -> bool:
+    """Whether int8 ``vectors`` searched with ``r_q`` query vectors are selected by integer GEMM: no native
+    bfloat16 CPU, FBGEMM available, and either no compiled kernel (:mod:`~metaembed_rag.compiled_maxsim`) or a
+    case where integer GEMM is the faster one (``INT8_GEMM_MIN_DIM``; ``r_q=None``: not known, the kernel)."""
+    if vectors.dtype != torch.int8 or native_bf16_cpu() or not int8_gemm_available():
+        return False
+    if not compiled_maxsim.supports(vectors):
+        return True
+    return r_q is not None and vectors.shape[-1] >= INT8_GEMM_MIN_DIM and r_q >= INT8_GEMM_MIN_QUERY_VECTORS
+
+
+def use_low_precision(vectors: torch.Tensor, documents: int, k: int, r_q: int | None = None) -> bool:
+    """Whether an exhaustive top-``k`` over ``documents`` stored as ``vectors`` (``r_q`` query vectors, where
+    known) should take this path."""
     mode = low_precision_mode()
     if mode == "off" or vectors.device.type != "cpu" or vectors.dtype not in (torch.bfloat16, torch.int8):
         return False
     if mode == "on":
         return True
-    return (native_bf16_cpu() or int8_path(vectors)) and documents >= 8 * max(FIRST_CANDIDATES, 4 * k)
+    return (native_bf16_cpu() or int8_path(vectors, r_q)) and documents >= 8 * max(FIRST_CANDIDATES, 4 * k)
 
 
 def max_vector_norm(
@@ -283,7 +301,7 @@ def exact_topk(
         empty = torch.empty(n_q, 0)
         return empty, empty.long(), 0
     queries = queries[:, : b.r_q].to(torch.float32)
-    if int8_path(vectors) and scales is not None:
+    if int8_path(vectors, b.r_q) and scales is not None:
         if max_l1 is None:
             max_l1 = max_vector_norm(vectors[: b.r_c], scales[: b.r_c], ord=1)
         if max_norm is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from . import compiled_maxsim
 from .budget import Budget, BudgetLike, resolve_budget
 from .errors import InvalidInputError
 from .validation import check_k
@@ -30,6 +31,9 @@ CPU_SLICE_BYTES = 3 * 1024 * 1024
 
 GPU_SLICE_BYTES = 256 * 1024 * 1024
 """Vector-major scoring on a GPU: bytes of one ``[chunk, d]`` slice streamed per matrix product."""
+
+STRATEGIES = ("auto", "compiled", "batched", "per-vector")
+"""Ways :func:`maxsim_vector_major` can score (see there)."""
 
 
 def _check_embeddings(name: str, tensor: torch.Tensor) -> None:
@@ -120,13 +124,17 @@ def maxsim_vector_major(
     """Budgeted MaxSim against candidates stored vector-major, ``[R_c, n_c, d]``: the layout of the index.
 
     Vector ``j`` of every candidate is the contiguous block ``vectors[j]``, so any budget prefix ``r_c`` is
-    ``vectors[:r_c]`` with no strided gather. Candidates are streamed in chunks, with one of two strategies:
+    ``vectors[:r_c]`` with no strided gather. One pass over the index serves the whole batch of queries, with
+    one of three strategies (``"auto"``: ``"compiled"`` where it applies, else ``"batched"``):
 
-    - ``"batched"`` (``"auto"``): per chunk, one batched product ``[r_c, n_q·r_q, chunk]`` then a max over
-      ``r_c``; chunks are sized so the products (and a converted chunk) stay within a few MiB of cache. One pass
-      over the index serves the whole batch of queries;
+    - ``"compiled"``: the numba kernel of :mod:`~metaembed_rag.compiled_maxsim` (CPU; float32, bfloat16 and
+      int8 storage, each widened to float32 one vector at a time): 2–3x faster than ``"batched"`` on one query;
+      ``"auto"`` takes it from ``MIN_AUTO_VALUES`` stored values up to ``MAX_AUTO_ROWS`` query vectors and
+      ``MAX_AUTO_QUERY_VALUES`` query values (:func:`~metaembed_rag.compiled_maxsim.preferred`);
+    - ``"batched"``: per chunk, one batched product ``[r_c, n_q·r_q, chunk]`` then a max over ``r_c``; chunks
+      are sized so the products (and a converted chunk) stay within a few MiB of cache;
     - ``"per-vector"``: per chunk, one product per candidate vector feeding a running maximum kept in cache
-      (measured slower on this project's 2-core CPUs for every storage dtype; kept for comparison).
+      (measured slower than ``"batched"`` on this project's 2-core CPUs; kept for comparison).
 
     Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 chunks are converted to
     float32 before the product (exact); on a GPU they are multiplied in their own dtype (bf16/fp16 tensor
@@ -142,8 +150,8 @@ def maxsim_vector_major(
         [[2.0, 2.0, 2.0]]
     """
     _check_pair(queries, vectors, "vectors")
-    if strategy not in ("auto", "batched", "per-vector"):
-        raise InvalidInputError(f"strategy must be 'auto', 'batched' or 'per-vector', got {strategy!r}")
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}")
     b = resolve_budget(budget, max_query=queries.shape[1], max_candidate=vectors.shape[0])
     if vectors.dtype == torch.int8 and scales is None:
         raise InvalidInputError("int8 vectors need their per-vector scales")
@@ -162,10 +170,12 @@ def maxsim_vector_major(
     # GPU: multiply in the storage dtype (int8 through an exact bf16 copy); CPU: in float32
     compute_dtype = (torch.bfloat16 if vectors.dtype == torch.int8 else vectors.dtype) if on_gpu else torch.float32
     convert = vectors.dtype != compute_dtype
-    if strategy == "auto":  # measured: batched wins on the CPU too, converted dtypes included (see benchmarks)
-        strategy = "batched"
+    if strategy == "auto":  # measured (benchmarks/results/scoring.md): compiled, then batched, then per-vector
+        strategy = "compiled" if compiled_maxsim.preferred(vectors[: b.r_c], n_q * b.r_q) else "batched"
     flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
-    if strategy == "batched":
+    if strategy == "compiled":
+        out = compiled_maxsim.maxsim_compiled(flat, vectors[: b.r_c], scales, n_q=n_q, r_q=b.r_q)
+    elif strategy == "batched":
         _batched(flat, vectors[: b.r_c], scales, out, n_q, b.r_q, chunk_size, convert, on_gpu)
     else:
         _per_vector(flat, vectors[: b.r_c], scales, out, n_q, b.r_q, chunk_size, convert, on_gpu)

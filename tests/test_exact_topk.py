@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from metaembed_rag import exact_topk as fast
+from metaembed_rag.compiled_maxsim import KERNEL_ENV
 from metaembed_rag.errors import BudgetError, InvalidInputError
 from metaembed_rag.index import MultiVectorIndex
 from metaembed_rag.index.storage import StorageFormat
@@ -131,7 +132,7 @@ def test_int8_integer_gemm_bound_holds_and_the_top_k_is_exact(scale, monkeypatch
     gap = (approx.double() - exact).abs().amax(dim=1)
     assert bool((gap <= bound.double()).all()) and bool((gap > 0).any())
     monkeypatch.setattr(fast, "FIRST_CANDIDATES", 4)
-    monkeypatch.setattr(fast, "int8_path", lambda vectors: vectors.dtype == torch.int8)
+    monkeypatch.setattr(fast, "int8_path", lambda vectors, r_q=None: vectors.dtype == torch.int8)
     top, rows, rescored = fast.exact_topk(queries, values, (8, 16), 10, scales=scales)
     ref_values, _ = exact.float().topk(10, dim=1)
     assert torch.allclose(top, ref_values, atol=1e-5)
@@ -141,6 +142,7 @@ def test_int8_integer_gemm_bound_holds_and_the_top_k_is_exact(scale, monkeypatch
 
 @needs_int8_gemm
 def test_int8_index_packs_at_the_second_search_and_follows_appends(monkeypatch):
+    monkeypatch.setenv(KERNEL_ENV, "torch")  # the FBGEMM path is taken only without the compiled kernel
     monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
     docs = near_ties(1200)
     probes = [docs[i : i + 1, :16].float() for i in (0, 300, 900)]
@@ -169,6 +171,7 @@ def test_int8_index_packs_at_the_second_search_and_follows_appends(monkeypatch):
 
 @needs_int8_gemm
 def test_a_memory_mapped_int8_index_is_never_packed(tmp_path, monkeypatch):
+    monkeypatch.setenv(KERNEL_ENV, "torch")  # the FBGEMM path is taken only without the compiled kernel
     monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
     docs = near_ties(1200)
     index = MultiVectorIndex(32, 16, dtype="int8")
@@ -180,3 +183,15 @@ def test_a_memory_mapped_int8_index_is_never_packed(tmp_path, monkeypatch):
         hits = mapped.search(probe, budget=(8, 16), k=5)[0]
     assert not mapped._int8_packs or not any(p.blocks for p in mapped._int8_packs.values())
     assert [h.id for h in hits] == [h.id for h in index.search(probe, budget=(8, 16), k=5)[0]]
+
+
+@needs_int8_gemm
+def test_int8_takes_integer_gemm_only_where_it_beats_the_compiled_kernel(monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
+    wide = torch.zeros(8, 10, fast.INT8_GEMM_MIN_DIM, dtype=torch.int8)
+    narrow = torch.zeros(8, 10, 384, dtype=torch.int8)
+    assert fast.int8_path(wide, r_q=4) and fast.int8_path(wide, r_q=16)
+    assert not fast.int8_path(wide, r_q=2) and not fast.int8_path(wide) and not fast.int8_path(narrow, r_q=16)
+    assert not fast.use_low_precision(wide, 10**6, 10, r_q=2) and fast.use_low_precision(wide, 10**6, 10, r_q=8)
+    monkeypatch.setenv(KERNEL_ENV, "torch")  # no compiled kernel: integer GEMM for every int8 search
+    assert fast.int8_path(narrow, r_q=1) and fast.int8_path(narrow)

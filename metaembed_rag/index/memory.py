@@ -414,12 +414,12 @@ class MultiVectorIndex(MultiVectorStore):
         eligible = snap.count if rows is None else rows.numel()
         if rows is not None and eligible >= GATHER_FRACTION * snap.count:
             return None  # a large filtered share: the float32 path masks instead of copying the rows
-        if not use_low_precision(snap.values, eligible, k):
+        if not use_low_precision(snap.values, eligible, k, budget.r_q):
             return None
         values = snap.values[: budget.r_c, : snap.count]
         scales = snap.scales[: budget.r_c, : snap.count] if snap.scales is not None else None
         extra: dict[str, Any] = {}
-        if int8_path(snap.values):
+        if int8_path(snap.values, budget.r_q):
             if rows is not None or queries.shape[0] * budget.r_q > INT8_MAX_QUERY_ROWS:
                 return None  # gathered rows have no packed blocks; large batches are as fast in float32
             if self._mapped is not None and self._mapped() is snap.values:

@@ -64,7 +64,7 @@ def test_scores_match_float64_reference(corpus, dtype, budget):
         assert row[0].metadata == {"n": int(row[0].id[3:]), "parity": int(row[0].id[3:]) % 2}
 
 
-@pytest.mark.parametrize("strategy", ["auto", "batched", "per-vector"])
+@pytest.mark.parametrize("strategy", ["auto", "compiled", "batched", "per-vector"])
 def test_kernel_strategies_chunking_and_normalize_are_exact(corpus, strategy):
     docs, queries = corpus
     vectors = docs.float().transpose(0, 1).contiguous()
