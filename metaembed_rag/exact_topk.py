@@ -22,10 +22,12 @@ int8 storage on x86 CPUs without the compiled kernel, below), or forced ``on`` /
 variable ``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are
 emulated and far slower, so ``auto`` keeps the exact float32 path for bfloat16 storage — and, where
 :mod:`~metaembed_rag.compiled_maxsim` is available, for int8 storage too: its kernel reads int8 and multiplies
-in float32 exactly, 1.5–10x faster than the two integer passes below (``benchmarks/results/scoring.md``).
+in float32 exactly, 1.3–3.3x faster than the two integer passes below for one query at d = 384
+(``benchmarks/results/scoring.md``), though not at ``d ≥ INT8_GEMM_MIN_DIM`` from ``r_q = 4``.
 
 **int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16, used
-when the compiled kernel is not: numba missing or ``METAEMBED_CPU_KERNEL=torch``): the
+where the compiled kernel is not — numba missing or ``METAEMBED_CPU_KERNEL=torch`` — and for wide vectors,
+:func:`int8_path`): the
 stored int8 vectors and their per-vector scales are exactly a per-channel quantised weight, so they are
 prepacked once for FBGEMM (PyTorch's x86 quantised engine; AVX2 ``vpmaddubsw``) and each query is multiplied
 as dynamically quantised 7-bit activations (``reduce_range``: no int16 saturation), with int32 accumulation,

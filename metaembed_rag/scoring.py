@@ -128,7 +128,7 @@ def maxsim_vector_major(
     one of three strategies (``"auto"``: ``"compiled"`` where it applies, else ``"batched"``):
 
     - ``"compiled"``: the numba kernel of :mod:`~metaembed_rag.compiled_maxsim` (CPU; float32, bfloat16 and
-      int8 storage, each widened to float32 one vector at a time): 2–3x faster than ``"batched"`` on one query;
+      int8 storage, each widened to float32 one vector at a time): 1.3–3.8x faster than ``"batched"`` on one query;
       ``"auto"`` takes it from ``MIN_AUTO_VALUES`` stored values up to ``MAX_AUTO_ROWS`` query vectors and
       ``MAX_AUTO_QUERY_VALUES`` query values (:func:`~metaembed_rag.compiled_maxsim.preferred`);
     - ``"batched"``: per chunk, one batched product ``[r_c, n_q·r_q, chunk]`` then a max over ``r_c``; chunks
@@ -136,9 +136,10 @@ def maxsim_vector_major(
     - ``"per-vector"``: per chunk, one product per candidate vector feeding a running maximum kept in cache
       (measured slower than ``"batched"`` on this project's 2-core CPUs; kept for comparison).
 
-    Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 chunks are converted to
-    float32 before the product (exact); on a GPU they are multiplied in their own dtype (bf16/fp16 tensor
-    cores; int8 through an exact bf16 copy), so similarities are rounded to that dtype before the maximum.
+    Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 are widened to float32 before
+    the product (exact; per vector in ``"compiled"``, per chunk otherwise); on a GPU they are multiplied in
+    their own dtype (bf16/fp16 tensor cores; int8 through an exact bf16 copy), so similarities are rounded to
+    that dtype before the maximum.
     The sum over query vectors is float32 everywhere. ``scales`` ``[R_c, n_c]`` (int8 only) are the
     per-vector dequantisation factors, applied to the products before the maximum, because
     ``max_j s_j <q, c_j>`` is not ``max_j <q, c_j>`` times anything.
