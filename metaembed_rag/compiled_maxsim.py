@@ -113,6 +113,35 @@ def _kernel():
     return maxsim_kernel
 
 
+def warm_up(dtype: torch.dtype) -> None:
+    """Import numba and load (the first time on a machine: compile) the kernel for storage ``dtype``.
+
+    A search does this itself at its first call; a process that knows a search will follow can do it earlier
+    in a thread, while it loads a model (:func:`warm_up_in_background`). No-op where the kernel is unavailable.
+    """
+    if dtype not in SUPPORTED_DTYPES or not available():
+        return
+    vectors = torch.zeros(1, 1, 1).to(dtype)
+    maxsim_compiled(torch.zeros(1, 1), vectors, torch.ones(1, 1) if dtype == torch.int8 else None, n_q=1, r_q=1)
+
+
+def warm_up_in_background(dtype: torch.dtype) -> threading.Thread:
+    """:func:`warm_up` in a daemon thread (started, returned); a failure is logged, the search then loads it."""
+
+    def work() -> None:
+        started = time.perf_counter()
+        try:
+            warm_up(dtype)
+        except Exception:  # the search itself will raise it, with its own context
+            logger.warning("loading the compiled MaxSim kernel in the background failed", exc_info=True)
+            return
+        logger.debug("compiled MaxSim kernel ready for %s in %.2f s", dtype, time.perf_counter() - started)
+
+    thread = threading.Thread(target=work, name="metaembed-kernel-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _as_numpy(tensor: torch.Tensor):
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy()

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from metaembed_rag import compiled_maxsim
+from metaembed_rag.budget import Budget
 from metaembed_rag.compiled_maxsim import KERNEL_ENV, available, maxsim_compiled
 from metaembed_rag.errors import InvalidInputError
 from metaembed_rag.index import MultiVectorIndex, StorageFormat
@@ -159,3 +160,23 @@ def test_unknown_mode_is_refused(monkeypatch):
     monkeypatch.setenv(KERNEL_ENV, "fast please")
     with pytest.raises(InvalidInputError, match=KERNEL_ENV):
         available()
+
+
+def test_an_index_warms_the_kernel_up_in_the_background_only_where_a_search_would_use_it(monkeypatch, caplog):
+    index = MultiVectorIndex(32, 16, dtype="int8")
+    index.add([f"d{i}" for i in range(50)], unit(50, 16, 32, seed=13).float())
+    assert index.warm_up(Budget(8, 16)) is None  # 50 x 16 x 32 values: torch answers faster than a load
+    monkeypatch.setattr(compiled_maxsim, "MIN_AUTO_VALUES", 0)
+    thread = index.warm_up(Budget(8, 16))
+    assert thread is not None
+    thread.join(60)
+    assert not thread.is_alive() and compiled_maxsim._kernel.cache_info().currsize == 1
+    assert index.warm_up(Budget(8, 16), queries=9) is None  # 72 query vectors: GEMM's ground
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel today")
+
+    monkeypatch.setattr(compiled_maxsim, "maxsim_compiled", broken)
+    with caplog.at_level("WARNING", logger="metaembed_rag.compiled_maxsim"):
+        compiled_maxsim.warm_up_in_background(torch.bfloat16).join(60)
+    assert "failed" in caplog.text and "no kernel today" in caplog.text

@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     imported = time.perf_counter()
     collection = DocumentCollection.open(path, model=args.model, device=args.device, dtype=args.dtype, mmap=True)
     opened = time.perf_counter()
+    from ..index import MultiVectorIndex
+
+    if isinstance(collection.index, MultiVectorIndex):  # the scoring kernel loads while the model does
+        collection.index.warm_up(budget)
     _ = collection.model  # first: a model that is not the index's own is the error to report
     loaded = time.perf_counter()
     stored = collection.index.stored_vectors
