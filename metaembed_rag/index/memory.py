@@ -343,7 +343,7 @@ class MultiVectorIndex(MultiVectorStore):
     # ---------------------------------------------------------------------------------------------- reads
     def warm_up(self, budget: Budget, queries: int = 1) -> threading.Thread | None:
         """Start loading the compiled scoring kernel in the background if a search of ``queries`` queries at
-        ``budget`` will use it (``None`` otherwise): a fresh process overlaps its 0.5 s with the model load.
+        ``budget`` will use it (``None`` otherwise): a fresh process can overlap its 0.5 s with the model load.
 
         Example:
             >>> MultiVectorIndex(dim=8, stored_vectors=4).warm_up(Budget(2, 4)) is None  # too small to use it
