@@ -1,13 +1,13 @@
 """numba kernels behind :mod:`metaembed_rag.compiled_maxsim` (imported only when first used: numba is slow to import).
 
-One kernel, compiled per storage dtype; ``_widen`` turns a stored vector into float32 by dtype: float32 is
-used as it is, bfloat16 shifts its 16 bits into the top of a float32 (exact), int8 converts (exact; the
-per-vector scale multiplies the dot product). Documents are processed in blocks of
-``BLOCK_DOCUMENTS`` spread over the threads; within a block, vector ``j`` of each document is loaded once and
-dotted with the query rows four (then two, then one) at a time; the running maxima stay in a per-block array.
+One kernel, compiled per storage dtype; ``_widen`` gives a stored vector the dot products can read as float32:
+float32 and int8 as they are (int8 values are converted inside the dot products, exactly, which measured 1.1–1.25x
+faster than widening into a buffer first; the per-vector scale multiplies each dot product), bfloat16 with its 16
+bits shifted into the top of a float32 buffer (exact; numba has no scalar bit cast). Documents are processed in
+blocks of ``BLOCK_DOCUMENTS`` spread over the threads; within a block, vector ``j`` of each document is loaded once
+and dotted with the query rows four (then two, then one) at a time; the running maxima stay in a per-block array.
 ``fastmath`` is limited to reassociation and contraction (SIMD sums, FMA): no assumption about NaN or infinity,
-since the maxima start at ``-inf``.
-"""
+since the maxima start at ``-inf``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _FASTMATH = {"reassoc", "contract"}
 
 
 def _widen(vectors, j, doc, scratch_bits, scratch):
-    """Vector ``j`` of document ``doc`` as float32 (typed per storage dtype by the overload below)."""
+    """Vector ``j`` of document ``doc``, readable as float32 (typed per storage dtype by the overload below)."""
     raise NotImplementedError  # only its numba overload runs
 
 
@@ -45,10 +45,7 @@ def _widen_overload(vectors, j, doc, scratch_bits, scratch):
     if vectors.dtype == types.int8:
 
         def widen_int8(vectors, j, doc, scratch_bits, scratch):
-            source = vectors[j, doc]
-            for k in range(source.shape[0]):
-                scratch[k] = np.float32(source[k])
-            return scratch
+            return vectors[j, doc]
 
         return widen_int8
     return None
@@ -78,7 +75,7 @@ def maxsim_kernel(queries, vectors, scales, scaled, n, r_q, out):
                     s2 = np.float32(0.0)
                     s3 = np.float32(0.0)
                     for k in range(dim):
-                        x = vec[k]
+                        x = np.float32(vec[k])
                         s0 += queries[i, k] * x
                         s1 += queries[i + 1, k] * x
                         s2 += queries[i + 2, k] * x
@@ -92,7 +89,7 @@ def maxsim_kernel(queries, vectors, scales, scaled, n, r_q, out):
                     s0 = np.float32(0.0)
                     s1 = np.float32(0.0)
                     for k in range(dim):
-                        x = vec[k]
+                        x = np.float32(vec[k])
                         s0 += queries[i, k] * x
                         s1 += queries[i + 1, k] * x
                     best[i, b] = max(best[i, b], s0 * scale)
@@ -101,7 +98,7 @@ def maxsim_kernel(queries, vectors, scales, scaled, n, r_q, out):
                 if i < rows:
                     s0 = np.float32(0.0)
                     for k in range(dim):
-                        s0 += queries[i, k] * vec[k]
+                        s0 += queries[i, k] * np.float32(vec[k])
                     best[i, b] = max(best[i, b], s0 * scale)
         for q in range(n_q):
             for b in range(width):

@@ -2,12 +2,12 @@
 
 Torch answers one query's MaxSim with a few matrix products whose shapes (2–16 query rows against thousands of
 documents) suit general GEMM poorly: it reaches 20–60 % of the machine's floor. This kernel streams each stored
-vector once from memory and, while it sits in L1, takes its dot products with the query rows four at a time,
-keeping the running maximum of every (query row, document) pair of a 128-document block in cache; the sum over
-query vectors follows per block. bfloat16 and int8 vectors are widened to float32 one vector at a time
-(bfloat16 exactly, by a 16-bit shift; int8 exactly, then the per-vector scale), so compressed storage reads
-2–4x fewer bytes *and* multiplies at the float32 rate: faster than float32 storage where reading bounds a
-search, as fast where arithmetic does.
+vector once from memory and, while it sits in L1, takes its dot products with the query rows four at a time, keeping
+the running maximum of every (query row, document) pair of a 128-document block in cache; the sum over query vectors
+follows per block. bfloat16 vectors are widened to float32 one vector at a time (exactly, by a 16-bit shift), int8
+values inside the dot products (exactly, then the per-vector scale), so compressed storage reads 2–4x fewer bytes
+*and* multiplies at the float32 rate: faster than float32 storage where reading bounds a search, as fast where
+arithmetic does.
 
 Products and sums are float32; the sum of each dot product is reassociated into SIMD lanes (as any BLAS does),
 so scores match :func:`~metaembed_rag.scoring.maxsim_vector_major`'s torch path to float32 rounding (a few ulp),
