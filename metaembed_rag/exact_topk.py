@@ -22,7 +22,7 @@ int8 storage on x86 CPUs without the compiled kernel, below), or forced ``on`` /
 variable ``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are
 emulated and far slower, so ``auto`` keeps the exact float32 path for bfloat16 storage — and, where
 :mod:`~metaembed_rag.compiled_maxsim` is available, for int8 storage too: its kernel reads int8 and multiplies
-in float32 exactly, 1.3–3.3x faster than the two integer passes below for one query at d = 384
+in float32 exactly, 1.5–3.5x faster than the two integer passes below for one query at d = 384
 (``benchmarks/results/scoring.md``), though not at ``d ≥ INT8_GEMM_MIN_DIM`` from ``r_q = 4``.
 
 **int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16, used
