@@ -176,11 +176,13 @@ def maxsim_compiled(
     *,
     n_q: int,
     r_q: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MaxSim ``[n_q, n]`` of ``flat_queries`` ``[n_q·r_q, d]`` against vector-major ``vectors`` ``[r_c, n, d]``.
 
     ``vectors`` are the budget's prefix already (every one of the ``r_c`` is used); ``scales`` ``[r_c, n]`` are
-    int8's per-vector factors. Raw sums (not divided by ``r_q``).
+    int8's per-vector factors. Raw sums (not divided by ``r_q``), written into ``out`` (a contiguous float32
+    ``[n_q, n]`` CPU tensor) when given.
     """
     if not supports(vectors):
         raise InvalidInputError(
@@ -192,7 +194,10 @@ def maxsim_compiled(
         raise InvalidInputError(f"queries must be [{n_q * r_q}, {dim}], got {tuple(flat_queries.shape)}")
     if (vectors.dtype == torch.int8) != (scales is not None):
         raise InvalidInputError("int8 vectors need their per-vector scales, and only int8 vectors take scales")
-    out = torch.empty(n_q, n, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(n_q, n, dtype=torch.float32)
+    elif out.shape != (n_q, n) or out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous():
+        raise InvalidInputError(f"out must be a contiguous float32 CPU tensor [{n_q}, {n}], got {tuple(out.shape)}")
     if n == 0 or n_q == 0:
         return out
     queries = flat_queries.to(device="cpu", dtype=torch.float32).contiguous()

@@ -175,7 +175,7 @@ def maxsim_vector_major(
         strategy = "compiled" if compiled_maxsim.preferred(vectors[: b.r_c], n_q * b.r_q) else "batched"
     flat = queries[:, : b.r_q].reshape(n_q * b.r_q, dim).to(device=device, dtype=compute_dtype)
     if strategy == "compiled":
-        out = compiled_maxsim.maxsim_compiled(flat, vectors[: b.r_c], scales, n_q=n_q, r_q=b.r_q)
+        compiled_maxsim.maxsim_compiled(flat, vectors[: b.r_c], scales, n_q=n_q, r_q=b.r_q, out=out)
     elif strategy == "batched":
         _batched(flat, vectors[: b.r_c], scales, out, n_q, b.r_q, chunk_size, convert, on_gpu)
     else:
