@@ -2,12 +2,12 @@
 
 Torch answers one query's MaxSim with a few matrix products whose shapes (2–16 query rows against thousands of
 documents) suit general GEMM poorly: it reaches 20–60 % of the machine's floor. This kernel streams each stored
-vector once from memory and, while it sits in L1, takes its dot products with the query rows four at a time, keeping
-the running maximum of every (query row, document) pair of a 128-document block in cache; the sum over query vectors
-follows per block. bfloat16 vectors are widened to float32 one vector at a time (exactly, by a 16-bit shift), int8
-values inside the dot products (exactly, then the per-vector scale), so compressed storage reads 2–4x fewer bytes
-*and* multiplies at the float32 rate: faster than float32 storage where reading bounds a search, as fast where
-arithmetic does.
+vector once from memory and, while it sits in L1, takes its dot products with the query rows in register blocks
+(4 rows × 3 documents: 12 running sums per step, written as LLVM vector code in :mod:`._maxsim_kernels`), keeping
+the running maximum of every (query row, document) pair of a block of documents in cache; the sum over query
+vectors follows per block. bfloat16 vectors are widened to float32 inside the loop (exactly, by a 16-bit shift),
+int8 too (exactly, then the per-vector scale), so compressed storage reads 2–4x fewer bytes *and* multiplies at
+the float32 rate: faster than float32 storage where reading bounds a search, as fast where arithmetic does.
 
 Products and sums are float32; the sum of each dot product is reassociated into SIMD lanes (as any BLAS does),
 so scores match :func:`~metaembed_rag.scoring.maxsim_vector_major`'s torch path to float32 rounding (a few ulp),
@@ -46,8 +46,10 @@ logger = logging.getLogger(__name__)
 KERNEL_ENV = "METAEMBED_CPU_KERNEL"
 """Environment variable: ``auto`` (the compiled kernel where numba imports, the default) or ``torch``."""
 
-BLOCK_DOCUMENTS = 128
-"""Documents whose running maxima (``rows × 128`` float32) stay in cache while their vectors stream past."""
+BLOCK_BYTES = 64 * 1024
+"""Bytes of running maxima (``documents × query rows`` float32) per block of documents: they stay in L2 while the
+block's vectors stream past, one sequential run per prefix position (blocks of 128 documents measured up to 7 %
+slower for float32 storage; the number of blocks is rounded to a multiple of the threads)."""
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.int8)
 
@@ -56,15 +58,18 @@ MIN_AUTO_VALUES = 1 << 20
 torch answers in about a millisecond, less than a process pays once to import numba and load the kernel
 (0.5 s, ``benchmarks/results/cold_start.md``), so small one-off searches (a CLI call over a few pages) do not pay it."""
 
-MAX_AUTO_ROWS = 64
-"""Query vectors (``n_q·r_q``) up to which ``strategy="auto"`` picks this kernel: above, torch's GEMM is faster
-(measured, 32 queries over 10k and 100k × 384: this kernel 1.4–2.3x faster at 32 rows, 0.95–1.5x at 64,
-0.74–0.99x at 128; ``benchmarks/results/scoring_kernel_choice.json``)."""
+MAX_AUTO_ROWS = 256
+"""Query vectors (``n_q·r_q``) up to which ``strategy="auto"`` picks this kernel: above, torch's GEMM is as fast
+(measured, 32 queries over 10k × 384, this kernel's time / torch's: 0.23–0.99 up to 256 query vectors for
+every storage dtype; at 512, 0.90 for float32, 1.05 for bfloat16 and 1.06 for int8;
+``benchmarks/results/scoring_kernel_choice.md``)."""
 
-MAX_AUTO_QUERY_VALUES = 128 * 1024
-"""...and up to this many query values (``n_q·r_q·d``, 512 KiB of float32, about an L2 cache): every stored
-vector is dotted with all query rows, which must stay in cache (32 queries over 10k × 3584 in float32: 2.4x
-faster than torch at 32 rows, 0.6–0.8x at 64 and 128)."""
+MAX_AUTO_QUERY_VALUES = 256 * 1024
+"""...and, for float32 storage, up to this many query values (``n_q·r_q·d``, 1 MiB): every stored vector is
+dotted with all query rows, which then no longer stay in L2 (32 queries over 10k × 3584 in float32: 0.36–0.73
+of torch's time up to 64 query vectors, 1.02 at 128, 1.09 at 256). bfloat16 and int8 storage have no such
+limit: torch converts them to float32 first, which costs more (there, at 128 and 256 query vectors, this
+kernel's time / torch's: bfloat16 0.82 and 0.78, int8 0.98 and 0.97)."""
 
 _LOCK = threading.Lock()
 
@@ -94,8 +99,10 @@ def available() -> bool:
 
 def preferred(vectors: torch.Tensor, query_rows: int) -> bool:
     """Whether ``strategy="auto"`` scores ``vectors`` ``[r_c, n, d]`` with this kernel for ``query_rows`` query
-    vectors in all: enough stored values to be worth loading it, few enough query values to beat GEMM."""
-    few_queries = query_rows <= MAX_AUTO_ROWS and query_rows * vectors.shape[-1] <= MAX_AUTO_QUERY_VALUES
+    vectors in all: enough stored values to be worth loading it, few enough query vectors to beat GEMM."""
+    query_values = query_rows * vectors.shape[-1]
+    in_cache = vectors.dtype != torch.float32 or query_values <= MAX_AUTO_QUERY_VALUES
+    few_queries = query_rows <= MAX_AUTO_ROWS and in_cache
     return vectors.numel() >= MIN_AUTO_VALUES and few_queries and supports(vectors)
 
 
@@ -209,5 +216,5 @@ def maxsim_compiled(
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     with _LOCK:
         numba.set_num_threads(threads)
-        kernel(queries.numpy(), _as_numpy(base), scale_array.numpy(), scales is not None, n, r_q, out.numpy())
+        kernel(queries.numpy(), _as_numpy(base), scale_array.numpy(), n, r_q, threads, out.numpy())
     return out

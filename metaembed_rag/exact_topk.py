@@ -22,12 +22,11 @@ int8 storage on x86 CPUs without the compiled kernel, below), or forced ``on`` /
 variable ``METAEMBED_LOW_PRECISION``. Where the CPU lacks native bfloat16 (AVX2 machines) bfloat16 GEMMs are
 emulated and far slower, so ``auto`` keeps the exact float32 path for bfloat16 storage — and, where
 :mod:`~metaembed_rag.compiled_maxsim` is available, for int8 storage too: its kernel reads int8 and multiplies
-in float32 exactly, 1.5–3.5x faster than the two integer passes below for one query at d = 384
-(``benchmarks/results/scoring.md``), though not at ``d ≥ INT8_GEMM_MIN_DIM`` from ``r_q = 4``.
+in float32 exactly, 1.6–4.8x faster than the two integer passes below at d = 384 and 1.6–2.8x at d = 3584
+(``benchmarks/results/scoring_kernel_choice.md``).
 
 **int8 storage through integer GEMM** (:func:`approximate_scores_int8`, CPUs without native bfloat16, used
-where the compiled kernel is not — numba missing or ``METAEMBED_CPU_KERNEL=torch`` — and for wide vectors,
-:func:`int8_path`): the
+where the compiled kernel is not — numba missing or ``METAEMBED_CPU_KERNEL=torch``, :func:`int8_path`): the
 stored int8 vectors and their per-vector scales are exactly a per-channel quantised weight, so they are
 prepacked once for FBGEMM (PyTorch's x86 quantised engine; AVX2 ``vpmaddubsw``) and each query is multiplied
 as dynamically quantised 7-bit activations (``reduce_range``: no int16 saturation), with int32 accumulation,
@@ -101,22 +100,14 @@ def int8_gemm_available() -> bool:
     return ("fbgemm" in engines or "x86" in engines) and hasattr(torch.ops.quantized, "linear_dynamic")
 
 
-INT8_GEMM_MIN_DIM = 2048
-INT8_GEMM_MIN_QUERY_VECTORS = 4
-"""Where integer GEMM beats the compiled float32 kernel on int8 storage: ``d ≥ 2048`` and ``r_q ≥ 4`` (measured,
-one query over 10k and 100k × 3584: 1.15–1.35x faster from (4,8) on, 0.8–0.9x at (1,1) and (2,4); at d = 384
-the compiled kernel is 1.4–3.7x faster at every budget; ``benchmarks/results/scoring_kernel_choice.json``)."""
-
-
 def int8_path(vectors: torch.Tensor, r_q: int | None = None) -> bool:
-    """Whether int8 ``vectors`` searched with ``r_q`` query vectors are selected by integer GEMM: no native
-    bfloat16 CPU, FBGEMM available, and either no compiled kernel (:mod:`~metaembed_rag.compiled_maxsim`) or a
-    case where integer GEMM is the faster one (``INT8_GEMM_MIN_DIM``; ``r_q=None``: not known, the kernel)."""
+    """Whether int8 ``vectors`` are selected by integer GEMM: no native bfloat16 CPU, FBGEMM available, and no
+    compiled kernel (:mod:`~metaembed_rag.compiled_maxsim`), which is faster in every case measured (one query
+    over 10k × 3584, its time / integer GEMM's: 0.41–0.62 from (1,1) to (8,16); 32 queries 0.36–0.58;
+    ``benchmarks/results/scoring_kernel_choice.md``). ``r_q`` is accepted for the callers' symmetry."""
     if vectors.dtype != torch.int8 or native_bf16_cpu() or not int8_gemm_available():
         return False
-    if not compiled_maxsim.supports(vectors):
-        return True
-    return r_q is not None and vectors.shape[-1] >= INT8_GEMM_MIN_DIM and r_q >= INT8_GEMM_MIN_QUERY_VECTORS
+    return not compiled_maxsim.supports(vectors)
 
 
 def use_low_precision(vectors: torch.Tensor, documents: int, k: int, r_q: int | None = None) -> bool:

@@ -52,6 +52,30 @@ def test_matches_float64_on_the_stored_values(dtype, n_q, r_q, r_c, n):
     assert torch.allclose(got.double(), reference(flat, exact, n_q, r_q, r_c), rtol=0, atol=2e-6 * r_q)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("dim", [1, 3, 13, 21, 392])
+def test_dimensions_that_are_not_a_multiple_of_the_vector_width(dtype, dim):
+    # the hand-written loop reads 8 values a step, then one at a time: every row block and group width is hit
+    docs = unit(131, 8, dim, seed=dim)
+    values, scales, exact = stored(dtype, docs)
+    for rows in (1, 2, 3, 4, 7, 9):
+        flat = unit(rows, dim, seed=rows).float()
+        got = maxsim_compiled(flat, values, scales, n_q=1, r_q=rows)
+        assert torch.allclose(got.double(), reference(flat, exact, 1, rows, 8), rtol=0, atol=2e-6 * rows)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_any_thread_count_scores_every_document_once(threads, monkeypatch):
+    # blocks are a multiple of the threads: some come out empty for small n, none may be skipped or doubled
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    for n in (1, 2, 5, 17, 1000):
+        docs = unit(n, 4, 16, seed=n)
+        values, _, exact = stored("float32", docs)
+        flat = unit(4, 16, seed=n).float()
+        got = maxsim_compiled(flat, values, None, n_q=2, r_q=2)
+        assert torch.allclose(got.double(), reference(flat, exact, 2, 2, 4), rtol=0, atol=4e-6)
+
+
 def test_a_snapshot_slice_of_a_longer_buffer_is_read_in_place():
     docs = unit(200, 8, 16, seed=3)
     values, scales, exact = stored("int8", docs)
@@ -102,15 +126,19 @@ def test_auto_uses_it_where_it_pays_and_agrees_with_the_torch_path(monkeypatch):
     torch_path = maxsim_vector_major(queries, values, (8, 16), strategy="batched")
     assert calls == [1] and torch.allclose(auto, torch_path, atol=1e-5)
     maxsim_vector_major(queries, values, (8, 8))  # half the values: below MIN_AUTO_VALUES, torch is quicker
-    maxsim_vector_major(unit(17, 8, 32, seed=8).float(), values, (8, 16))  # 136 query vectors: GEMM's ground
-    assert calls == [1]
-    wide, _, _ = stored("float32", unit(200, 4, 4096, seed=9))  # 40 x 4096 query values: more than fit cache
-    maxsim_vector_major(unit(5, 8, 4096, seed=10).float(), wide, (8, 4))
-    maxsim_vector_major(unit(4, 4, 4096, seed=10).float(), wide, (4, 4))  # 16 x 4096: in cache
+    maxsim_vector_major(unit(17, 8, 32, seed=8).float(), values, (8, 16))  # 136 query vectors: still the kernel
+    maxsim_vector_major(unit(33, 8, 32, seed=8).float(), values, (8, 16))  # 264 query vectors: GEMM's ground
     assert calls == [1, 1]
+    wide, _, _ = stored("float32", unit(200, 4, 4096, seed=9))  # 80 x 4096 float32 query values: beyond L2
+    maxsim_vector_major(unit(10, 8, 4096, seed=10).float(), wide, (8, 4))
+    maxsim_vector_major(unit(8, 8, 4096, seed=10).float(), wide, (8, 4))  # 64 x 4096: in cache
+    assert calls == [1, 1, 1]
+    wide_bf16, _, _ = stored("bfloat16", unit(200, 4, 4096, seed=9))  # torch would convert it: the kernel
+    maxsim_vector_major(unit(10, 8, 4096, seed=10).float(), wide_bf16, (8, 4))
+    assert calls == [1, 1, 1, 1]
     monkeypatch.setenv(KERNEL_ENV, "torch")
     assert not available()
-    assert torch.equal(maxsim_vector_major(queries, values, (8, 16)), torch_path) and calls == [1, 1]
+    assert torch.equal(maxsim_vector_major(queries, values, (8, 16)), torch_path) and len(calls) == 4
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
@@ -171,7 +199,7 @@ def test_an_index_warms_the_kernel_up_in_the_background_only_where_a_search_woul
     assert thread is not None
     thread.join(60)
     assert not thread.is_alive() and compiled_maxsim._kernel.cache_info().currsize == 1
-    assert index.warm_up(Budget(8, 16), queries=9) is None  # 72 query vectors: GEMM's ground
+    assert index.warm_up(Budget(8, 16), queries=33) is None  # 264 query vectors: GEMM's ground
 
     def broken(*args, **kwargs):
         raise RuntimeError("no kernel today")

@@ -186,12 +186,13 @@ def test_a_memory_mapped_int8_index_is_never_packed(tmp_path, monkeypatch):
 
 
 @needs_int8_gemm
-def test_int8_takes_integer_gemm_only_where_it_beats_the_compiled_kernel(monkeypatch):
+def test_int8_takes_integer_gemm_only_without_the_compiled_kernel(monkeypatch):
     monkeypatch.setattr(fast, "native_bf16_cpu", lambda: False)
-    wide = torch.zeros(8, 10, fast.INT8_GEMM_MIN_DIM, dtype=torch.int8)
+    wide = torch.zeros(8, 10, 3584, dtype=torch.int8)
     narrow = torch.zeros(8, 10, 384, dtype=torch.int8)
-    assert fast.int8_path(wide, r_q=4) and fast.int8_path(wide, r_q=16)
-    assert not fast.int8_path(wide, r_q=2) and not fast.int8_path(wide) and not fast.int8_path(narrow, r_q=16)
-    assert not fast.use_low_precision(wide, 10**6, 10, r_q=2) and fast.use_low_precision(wide, 10**6, 10, r_q=8)
+    assert not any(fast.int8_path(v, r_q=r_q) for v in (wide, narrow) for r_q in (1, 4, 16, None))
+    assert not fast.use_low_precision(wide, 10**6, 10, r_q=8)  # the kernel is faster at every d measured
     monkeypatch.setenv(KERNEL_ENV, "torch")  # no compiled kernel: integer GEMM for every int8 search
-    assert fast.int8_path(narrow, r_q=1) and fast.int8_path(narrow)
+    assert fast.int8_path(narrow, r_q=1) and fast.int8_path(narrow) and fast.int8_path(wide, r_q=16)
+    assert fast.use_low_precision(wide, 10**6, 10, r_q=8)
+    assert not fast.int8_path(narrow.float())
