@@ -13,7 +13,7 @@ Products and sums are float32; the sum of each dot product is reassociated into 
 so scores match :func:`~metaembed_rag.scoring.maxsim_vector_major`'s torch path to float32 rounding (a few ulp),
 not bit for bit. Figures: ``benchmarks/results/scoring.md``.
 
-The kernel compiles on first use (about 4 s per storage dtype) into numba's on-disk cache; a later process
+The kernel compiles on first use (3–4 s per storage dtype) into numba's on-disk cache; a later process
 pays about 0.5 s at its first search to import numba and load it. Calls are serialised by a lock (each
 already uses the torch thread count), because numba's default thread pool must not be entered from two threads
 at once. :func:`available` is ``False`` when numba cannot be imported or ``METAEMBED_CPU_KERNEL=torch``;

@@ -128,16 +128,17 @@ def maxsim_vector_major(
     one of three strategies (``"auto"``: ``"compiled"`` where it applies, else ``"batched"``):
 
     - ``"compiled"``: the numba kernel of :mod:`~metaembed_rag.compiled_maxsim` (CPU; float32, bfloat16 and
-      int8 storage, each widened to float32 one vector at a time): 1.3–3.8x faster than ``"batched"`` on one query;
-      ``"auto"`` takes it from ``MIN_AUTO_VALUES`` stored values up to ``MAX_AUTO_ROWS`` query vectors and
-      ``MAX_AUTO_QUERY_VALUES`` query values (:func:`~metaembed_rag.compiled_maxsim.preferred`);
+      int8 storage, widened to float32 inside its dot products): 1.7–12x faster than ``"batched"`` on one query,
+      up to 4.3x on 32 (``benchmarks/results/scoring_kernel_choice.md``); ``"auto"`` takes it from
+      ``MIN_AUTO_VALUES`` stored values up to ``MAX_AUTO_ROWS`` query vectors (and ``MAX_AUTO_QUERY_VALUES``
+      query values for float32 storage; :func:`~metaembed_rag.compiled_maxsim.preferred`);
     - ``"batched"``: per chunk, one batched product ``[r_c, n_q·r_q, chunk]`` then a max over ``r_c``; chunks
       are sized so the products (and a converted chunk) stay within a few MiB of cache;
     - ``"per-vector"``: per chunk, one product per candidate vector feeding a running maximum kept in cache
       (measured slower than ``"batched"`` on this project's 2-core CPUs; kept for comparison).
 
     Storage dtypes: float32 is scored as is. On the CPU, float16/bfloat16/int8 are widened to float32 before
-    the product (exact; per vector in ``"compiled"``, per chunk otherwise); on a GPU they are multiplied in
+    the product (exact; inside the dot products in ``"compiled"``, per chunk otherwise); on a GPU they are multiplied in
     their own dtype (bf16/fp16 tensor cores; int8 through an exact bf16 copy), so similarities are rounded to
     that dtype before the maximum.
     The sum over query vectors is float32 everywhere. ``scales`` ``[R_c, n_c]`` (int8 only) are the
