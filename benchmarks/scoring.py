@@ -46,6 +46,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from metaembed_rag import compiled_maxsim  # noqa: E402
 from metaembed_rag.compiled_maxsim import KERNEL_ENV  # noqa: E402
 from metaembed_rag.index import MultiVectorIndex, StorageFormat  # noqa: E402
 
@@ -577,7 +578,6 @@ def environment(name: str, value: str):
 
 def kernel_name(index: MultiVectorIndex, k: int, n_q: int, budget: tuple[int, int]) -> str:
     """Which kernel our search runs for this index, queries and budget (see ``maxsim_vector_major``)."""
-    from metaembed_rag import compiled_maxsim
 
     r_q, r_c = budget
     query_rows = n_q * r_q
@@ -873,11 +873,11 @@ def describe(section: dict[str, Any], args) -> dict[str, Any]:
         if native_bf16_cpu()
         else "This CPU has no native bfloat16 products (no AVX512-BF16/AMX): torch emulates them (see the bf16 "
         "GEMM peak in the JSON, far below float32). Kernel 'compiled' (metaembed_rag.compiled_maxsim; from 2^20 "
-        "stored values, up to 64 query vectors and 512 KiB of query values): float32, bfloat16 and int8 storage "
-        "are read in their own dtype and "
-        "widened to float32 one vector at a time, so they are judged against the float32 GEMM peak and the "
-        "bytes of their own dtype. 'torch batched GEMM' (more query vectors): chunks converted to float32, "
-        "then batched products. 'FBGEMM int8 selection' (int8 at d >= 2048 with r_q >= 4, or without the "
+        f"stored values, up to {compiled_maxsim.MAX_AUTO_ROWS} query vectors, and for float32 storage "
+        f"{compiled_maxsim.MAX_AUTO_QUERY_VALUES * 4 // 1024} KiB of query values): float32, bfloat16 and int8 "
+        "storage are read in their own dtype and widened to float32 inside the dot products, so they are judged "
+        "against the float32 GEMM peak and the bytes of their own dtype. 'torch batched GEMM' (more query "
+        "vectors): chunks converted to float32, then batched products. 'FBGEMM int8 selection' (int8 without the "
         "compiled kernel): integer GEMM "
         "selection (two passes) + exact re-score, judged against the int8 GEMM peak of the same FBGEMM call."
     )

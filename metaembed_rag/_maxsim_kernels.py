@@ -35,7 +35,7 @@ _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _VECTOR = ir.VectorType(_F32, LANES)
 _BYTE_POINTER = ir.IntType(8).as_pointer()
-_STORAGE = {types.float32: (ir.FloatType(), 4), types.int16: (ir.IntType(16), 2), types.int8: (ir.IntType(8), 1)}
+_STORAGE = {types.float32: (_F32, 4), types.int16: (ir.IntType(16), 2), types.int8: (ir.IntType(8), 1)}
 """Storage dtype → (LLVM element type, alignment). int16 holds bfloat16 bits."""
 
 
@@ -150,7 +150,7 @@ def _register_block(rows: int, docs: int, prefetch: int = 0):
                         lane = builder.call(fma1, [value, columns[c], builder.extract_element(total, lane0)])
                         builder.store(builder.insert_element(total, lane, lane0), sums[c][r])
             flat = [builder.load(sums[c][r]) for c in range(docs) for r in range(rows)]
-            folded = _fold_lanes(builder, flat + [ir.Constant(_VECTOR, None)] * (-len(flat) % LANES))
+            folded = _fold_lanes(builder, flat + [zero] * (-len(flat) % LANES))
             if dtype == types.int8:
                 s = context.make_array(sig.args[7])(context, builder, scales_arg)
                 scale_first = builder.add(builder.mul(j, cgutils.unpack_tuple(builder, s.shape, 2)[1]), doc)
